@@ -1,0 +1,90 @@
+/**
+ * The agent plugin interface: the only module an agent plugin imports from the core.
+ *
+ * A plugin says how to install its CLI in the image, how to start it (argv and environment),
+ * and how to read its output stream into progress events and a final outcome.
+ */
+
+/** Token counts of model calls, in tokens. `total` = input + output + cacheRead + cacheWrite. */
+export interface TokenUsage {
+  input: number;
+  output: number;
+  cacheRead: number;
+  cacheWrite: number;
+  total: number;
+}
+
+/** A live event read from the agent's output stream, for progress display. */
+export type AgentEvent =
+  | { kind: 'init'; sessionId?: string; model?: string; version?: string }
+  | { kind: 'turn'; turn: number; tokens: TokenUsage; costUsd?: number }
+  | { kind: 'tool'; name: string; summary: string }
+  | { kind: 'text'; text: string }
+  | { kind: 'result'; subtype: string; isError: boolean };
+
+/** What the agent's stream said about the whole run, once it has ended (or been cut off). */
+export interface AgentOutcome {
+  /** Agent CLI version as it reported it, if it did. */
+  version?: string;
+  /** Main model name, if reported. */
+  model?: string;
+  sessionId?: string;
+  /** Number of turns (Claude Code `num_turns`, else assistant messages seen). */
+  turns: number;
+  /** Final text of the agent (Claude Code `result.result`), if any. */
+  resultText?: string;
+  /** Subtype of the final result (`success`, `error_max_turns`, …); undefined when no result arrived. */
+  resultSubtype?: string;
+  /** True when the agent's final result reported an error. */
+  isError: boolean;
+  tokens: TokenUsage;
+  /** Cost in US dollars, as the agent computed it; undefined when it never said. */
+  costUsd?: number;
+  /** True when the figures come from a final result message, false when estimated from partial output. */
+  fromResult: boolean;
+}
+
+/** Reads one agent's output stream, one line at a time. */
+export interface AgentStreamParser {
+  /** Feeds one line (without its newline). Returns the events it produced (possibly none). Never throws on bad input. */
+  push(line: string): AgentEvent[];
+  /** The outcome so far; call after the stream ends. */
+  outcome(): AgentOutcome;
+}
+
+/** Options passed to a plugin to build the agent's command line. */
+export interface AgentLaunchOptions {
+  model?: string;
+  maxTurns?: number;
+  /** Text appended to the agent's system prompt. */
+  appendSystemPrompt: string;
+}
+
+/** Credentials given to the agent; values are secret and must never be logged. */
+export interface AgentCredentials {
+  apiKey?: string;
+  oauthToken?: string;
+  baseUrl?: string;
+}
+
+/** An agent plugin. */
+export interface AgentPlugin {
+  /** Name used with `--agent-type`. */
+  name: string;
+  /** Dockerfile build args this plugin contributes (e.g. the pinned CLI version); they go into the image hash. */
+  buildArgs: Record<string, string>;
+  /**
+   * The argv that starts the agent inside the container (argv[0] is the program). The task is NOT
+   * in argv: it is delivered on the agent's standard input, so any length and any bytes but NUL work.
+   */
+  argv(options: AgentLaunchOptions): string[];
+  /** Environment for the agent: secret entries (delivered out of band) and plain ones. */
+  env(credentials: AgentCredentials): { secret: Record<string, string>; plain: Record<string, string> };
+  /** A new parser for one run's output stream. */
+  createParser(): AgentStreamParser;
+}
+
+/** Adds the four token kinds and fills `total`. */
+export function makeTokenUsage(input: number, output: number, cacheRead: number, cacheWrite: number): TokenUsage {
+  return { input, output, cacheRead, cacheWrite, total: input + output + cacheRead + cacheWrite };
+}

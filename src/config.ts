@@ -1,0 +1,300 @@
+/**
+ * Layered configuration: command-line flags > environment > `.env` file > defaults.
+ *
+ * The `.env` file is `<project>/.env`, or the file given with `--env-file`. All invalid values are
+ * collected and thrown together as one {@link ConfigError}, each message naming its flag.
+ */
+import { readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { isIP } from 'node:net';
+import { parse as parseDotenv } from 'dotenv';
+import { ConfigError } from './errors.js';
+import { agentTypes } from '../agents/index.js';
+
+/** Flag values as commander hands them over: strings, booleans, string lists; undefined when not given. */
+export interface RawFlags {
+  project?: string;
+  branch?: string;
+  task?: string;
+  taskFile?: string;
+  agentType?: string;
+  apiKey?: string;
+  oauthToken?: string;
+  baseUrl?: string;
+  timezone?: string;
+  timeout?: string;
+  remoteDocker?: string;
+  forceRebuild?: boolean;
+  debug?: boolean;
+  json?: boolean;
+  model?: string;
+  maxTurns?: string;
+  caCert?: string;
+  allowHost?: string[];
+  envFile?: string;
+}
+
+/** The validated configuration of one run. */
+export interface RunConfig {
+  /** Absolute path of the project (the repository to work on). */
+  project: string;
+  /** Branch to create; undefined means generate `agent-task-<timestamp>`. */
+  branch?: string;
+  /** The task text (never contains NUL). */
+  task: string;
+  agentType: string;
+  apiKey?: string;
+  oauthToken?: string;
+  baseUrl?: string;
+  /** IANA time zone for the container's TZ. */
+  timezone: string;
+  /** Host-enforced limit on the agent's run, in seconds. */
+  timeoutSeconds: number;
+  /** Docker daemon URL (`unix://`, `tcp://`, `ssh://`); undefined means the local socket. */
+  dockerHost?: string;
+  forceRebuild: boolean;
+  debug: boolean;
+  json: boolean;
+  model?: string;
+  maxTurns?: number;
+  /** Extra CA certificates: the file's path and PEM contents. */
+  caCert?: { path: string; pem: string };
+  /** Extra host names or IPs the agent may reach, besides the model API host. */
+  allowHosts: string[];
+  /** The `.env` file that was read, if any. */
+  envFile?: string;
+}
+
+/** Where each setting is read from: flag name, environment variable, default. Drives `--help` and the README table. */
+export const SETTINGS = {
+  project: { flag: '--project <path>', env: 'PROJECT_PATH', help: 'git repository to work on', default: 'current directory' },
+  branch: { flag: '--branch <name>', env: 'AGENT_BRANCH', help: 'branch to create for the agent\'s work', default: 'agent-task-<timestamp>' },
+  task: { flag: '--task <text>', env: 'AGENT_TASK', help: 'the task for the agent (required, or --task-file)', default: undefined },
+  taskFile: { flag: '--task-file <path>', env: 'AGENT_TASK_FILE', help: 'read the task from a file (- for stdin)', default: undefined },
+  agentType: { flag: '--agent-type <name>', env: 'AGENT_TYPE', help: 'agent plugin', default: 'claude' },
+  apiKey: { flag: '--api-key <key>', env: 'ANTHROPIC_API_KEY', help: 'Anthropic API key', default: undefined },
+  oauthToken: { flag: '--oauth-token <token>', env: 'CLAUDE_CODE_OAUTH_TOKEN', help: 'Claude subscription OAuth token (instead of an API key)', default: undefined },
+  baseUrl: { flag: '--base-url <url>', env: 'ANTHROPIC_BASE_URL', help: 'Anthropic-compatible API endpoint', default: 'https://api.anthropic.com' },
+  timezone: { flag: '--timezone <tz>', env: 'TZ', help: 'time zone inside the container', default: 'host\'s, else UTC' },
+  timeout: { flag: '--timeout <seconds>', env: 'AGENT_TIMEOUT', help: 'host-enforced limit on the agent\'s run', default: '3600' },
+  remoteDocker: { flag: '--remote-docker <url>', env: 'DOCKER_HOST', help: 'Docker daemon to use (unix://, tcp://, ssh://)', default: 'local socket' },
+  forceRebuild: { flag: '--force-rebuild', env: 'FORCE_REBUILD', help: 'rebuild the image even if it is cached', default: 'off' },
+  debug: { flag: '--debug', env: 'DEBUG', help: 'debug logging on stderr', default: 'off' },
+  json: { flag: '--json', env: 'AGENT_WORKER_JSON', help: 'print the report as one JSON document on stdout', default: 'off' },
+  model: { flag: '--model <name>', env: 'ANTHROPIC_MODEL', help: 'model for the agent', default: 'the agent\'s default' },
+  maxTurns: { flag: '--max-turns <n>', env: 'AGENT_MAX_TURNS', help: 'stop the agent after this many turns', default: 'unlimited' },
+  caCert: { flag: '--ca-cert <file>', env: 'AGENT_WORKER_CA_CERT', help: 'extra CA certificates (PEM) trusted in the image and by the agent', default: undefined },
+  allowHost: { flag: '--allow-host <host>', env: 'AGENT_ALLOW_HOSTS', help: 'extra host the agent may reach (repeatable; env: comma-separated)', default: 'none' },
+  envFile: { flag: '--env-file <path>', env: 'AGENT_WORKER_ENV_FILE', help: '.env file to read', default: '<project>/.env' },
+} as const;
+
+/** Injected process surroundings, so loading is testable. */
+export interface ConfigContext {
+  cwd: string;
+  env: NodeJS.ProcessEnv;
+  /** Reads standard input whole (for `--task-file -`). */
+  readStdin: () => Promise<string>;
+  /** The host's time zone (Intl), if known. */
+  hostTimeZone?: string;
+}
+
+const TRUE_WORDS = new Set(['1', 'true', 'yes', 'on']);
+const FALSE_WORDS = new Set(['0', 'false', 'no', 'off', '']);
+
+/**
+ * Resolves flags, environment and `.env` into a validated {@link RunConfig}.
+ * @throws ConfigError listing every invalid value, each naming its flag.
+ */
+export async function loadConfig(flags: RawFlags, context: ConfigContext): Promise<RunConfig> {
+  const problems: string[] = [];
+  const env = context.env;
+
+  const projectInput = flags.project ?? nonEmpty(env.PROJECT_PATH) ?? '.';
+  const project = path.resolve(context.cwd, projectInput);
+
+  const envFileInput = flags.envFile ?? nonEmpty(env.AGENT_WORKER_ENV_FILE);
+  const envFile = envFileInput ? path.resolve(context.cwd, envFileInput) : path.join(project, '.env');
+  let fileValues: Record<string, string> = {};
+  let envFileRead: string | undefined;
+  try {
+    fileValues = parseDotenv(await readFile(envFile));
+    envFileRead = envFile;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (envFileInput || (code !== 'ENOENT' && code !== 'ENOTDIR')) {
+      problems.push(`--env-file: cannot read ${envFile} (${code ?? String(error)}).`);
+    }
+  }
+
+  /** flag > environment > .env; empty strings count as unset. */
+  const pick = (flag: string | undefined, name: string): string | undefined =>
+    flag ?? nonEmpty(env[name]) ?? nonEmpty(fileValues[name]);
+  const pickBool = (flag: boolean | undefined, name: string, flagName: string): boolean => {
+    if (flag !== undefined) return flag;
+    const raw = nonEmpty(env[name]) ?? nonEmpty(fileValues[name]);
+    if (raw === undefined) return false;
+    const word = raw.trim().toLowerCase();
+    if (TRUE_WORDS.has(word)) return true;
+    if (FALSE_WORDS.has(word)) return false;
+    problems.push(`${flagName}: ${name}=${JSON.stringify(raw)} is not a boolean (use 1/0, true/false).`);
+    return false;
+  };
+
+  // The task: --task or --task-file, exactly one.
+  const taskText = pick(flags.task, 'AGENT_TASK');
+  const taskFile = pick(flags.taskFile, 'AGENT_TASK_FILE');
+  let task = '';
+  if (flags.task !== undefined && flags.taskFile !== undefined) {
+    problems.push('--task and --task-file: give one of them, not both.');
+  } else if (flags.taskFile !== undefined || (taskText === undefined && taskFile !== undefined)) {
+    const file = flags.taskFile ?? taskFile!;
+    try {
+      task = file === '-' ? await context.readStdin() : await readFile(path.resolve(context.cwd, file), 'utf8');
+    } catch (error) {
+      problems.push(`--task-file: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? String(error)}).`);
+    }
+  } else if (taskText !== undefined) {
+    task = taskText;
+  }
+  if (task.includes('\0')) problems.push('--task: the task contains a NUL byte, which cannot be passed to the agent; remove it.');
+  else if (task.trim() === '' && !problems.some((p) => p.startsWith('--task'))) {
+    problems.push('--task: a task is required: --task "…" or --task-file <path> (- for stdin).');
+  }
+
+  const agentType = pick(flags.agentType, 'AGENT_TYPE') ?? 'claude';
+  if (!agentTypes.includes(agentType)) {
+    problems.push(`--agent-type: unknown agent ${JSON.stringify(agentType)}; known: ${agentTypes.join(', ')}.`);
+  }
+
+  const baseUrl = pick(flags.baseUrl, 'ANTHROPIC_BASE_URL');
+  if (baseUrl !== undefined) {
+    const problem = checkHttpUrl(baseUrl);
+    if (problem) problems.push(`--base-url: ${JSON.stringify(baseUrl)} ${problem}`);
+  }
+
+  const timezone = pick(flags.timezone, 'TZ') ?? context.hostTimeZone ?? 'UTC';
+  if (!isValidTimeZone(timezone)) {
+    problems.push(`--timezone: ${JSON.stringify(timezone)} is not an IANA time zone (e.g. Europe/Berlin, UTC).`);
+  }
+
+  const timeoutSeconds = parsePositiveInt(pick(flags.timeout, 'AGENT_TIMEOUT') ?? '3600', '--timeout', 'seconds', problems);
+  const maxTurnsRaw = pick(flags.maxTurns, 'AGENT_MAX_TURNS');
+  const maxTurns = maxTurnsRaw === undefined ? undefined : parsePositiveInt(maxTurnsRaw, '--max-turns', 'turns', problems);
+
+  const dockerHost = pick(flags.remoteDocker, 'DOCKER_HOST');
+  if (dockerHost !== undefined) {
+    const problem = checkDockerHost(dockerHost);
+    if (problem) problems.push(`--remote-docker: ${JSON.stringify(dockerHost)} ${problem}`);
+  }
+
+  const caCertPath = pick(flags.caCert, 'AGENT_WORKER_CA_CERT');
+  let caCert: RunConfig['caCert'];
+  if (caCertPath !== undefined) {
+    const resolved = path.resolve(context.cwd, caCertPath);
+    try {
+      if (!(await stat(resolved)).isFile()) throw Object.assign(new Error('not a file'), { code: 'not a file' });
+      const pem = await readFile(resolved, 'utf8');
+      if (!pem.includes('-----BEGIN CERTIFICATE-----')) {
+        problems.push(`--ca-cert: ${resolved} holds no PEM certificate (-----BEGIN CERTIFICATE-----).`);
+      } else {
+        caCert = { path: resolved, pem };
+      }
+    } catch (error) {
+      problems.push(`--ca-cert: cannot read ${resolved} (${(error as NodeJS.ErrnoException).code ?? String(error)}).`);
+    }
+  }
+
+  const allowHosts = flags.allowHost?.length
+    ? flags.allowHost
+    : splitList(nonEmpty(env.AGENT_ALLOW_HOSTS) ?? nonEmpty(fileValues.AGENT_ALLOW_HOSTS));
+  for (const host of allowHosts) {
+    if (!isHostName(host)) problems.push(`--allow-host: ${JSON.stringify(host)} is not a host name or IP address.`);
+  }
+
+  const debugEnv = nonEmpty(env.DEBUG) ?? nonEmpty(fileValues.DEBUG);
+  const debug =
+    flags.debug ??
+    (debugEnv !== undefined && (TRUE_WORDS.has(debugEnv.toLowerCase()) || debugEnv.includes('agent-worker') || debugEnv === '*'));
+
+  const config: RunConfig = {
+    project,
+    branch: pick(flags.branch, 'AGENT_BRANCH'),
+    task,
+    agentType,
+    apiKey: pick(flags.apiKey, 'ANTHROPIC_API_KEY'),
+    oauthToken: pick(flags.oauthToken, 'CLAUDE_CODE_OAUTH_TOKEN'),
+    baseUrl,
+    timezone,
+    timeoutSeconds,
+    dockerHost,
+    forceRebuild: pickBool(flags.forceRebuild, 'FORCE_REBUILD', '--force-rebuild'),
+    debug,
+    json: pickBool(flags.json, 'AGENT_WORKER_JSON', '--json'),
+    model: pick(flags.model, 'ANTHROPIC_MODEL'),
+    maxTurns,
+    caCert,
+    allowHosts,
+    envFile: envFileRead,
+  };
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value === '' ? undefined : value;
+}
+
+function splitList(value: string | undefined): string[] {
+  return value ? value.split(/[\s,]+/).filter(Boolean) : [];
+}
+
+function parsePositiveInt(raw: string, flag: string, unit: string, problems: string[]): number {
+  const trimmed = raw.trim();
+  if (!/^\d+$/.test(trimmed) || Number(trimmed) <= 0 || !Number.isSafeInteger(Number(trimmed))) {
+    problems.push(`${flag}: ${JSON.stringify(raw)} is not a positive whole number of ${unit}.`);
+    return 0;
+  }
+  return Number(trimmed);
+}
+
+/** Returns why `value` is not a usable http(s) URL, or undefined when it is. */
+export function checkHttpUrl(value: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return 'is not a URL (expected e.g. https://api.anthropic.com).';
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return `has protocol ${url.protocol}; use http:// or https://.`;
+  if (!url.hostname) return 'has no host name.';
+  return undefined;
+}
+
+/** Returns why `value` is not a Docker daemon URL this tool accepts, or undefined when it is. */
+export function checkDockerHost(value: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return 'is not a URL (expected unix:///var/run/docker.sock, tcp://host:2376 or ssh://user@host).';
+  }
+  if (url.protocol === 'unix:') return url.pathname ? undefined : 'names no socket path.';
+  if (url.protocol === 'tcp:' || url.protocol === 'ssh:' || url.protocol === 'http:' || url.protocol === 'https:') {
+    return url.hostname ? undefined : 'names no host.';
+  }
+  return `has protocol ${url.protocol}; use unix://, tcp:// or ssh://.`;
+}
+
+function isValidTimeZone(zone: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en', { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function isHostName(host: string): boolean {
+  if (isIP(host)) return true;
+  return host.length <= 253 && /^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?)(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?)*\.?$/i.test(host);
+}

@@ -1,0 +1,228 @@
+/**
+ * The agent's container: created with the workspace bind-mounted, secrets and the task delivered
+ * through the archive API (never in the container's config), output attached before start and
+ * demultiplexed as it arrives, a host-enforced timeout, and removal that is safe to repeat.
+ */
+import { PassThrough, type Readable } from 'node:stream';
+import { pack as tarPack } from 'tar-stream';
+import type Docker from 'dockerode';
+import createDebug from 'debug';
+import { DockerError, ExitCode, errorMessage } from '../errors.js';
+import { LABEL_MANAGED, LABEL_PID, LABEL_PROJECT, LABEL_RUN_ID, LABEL_VERSION } from './labels.js';
+
+const log = createDebug('agent-worker:docker');
+
+/** Where the workspace is mounted inside the container. */
+export const WORKSPACE_DIR = '/workspace';
+/** Folder (root-only) where the entrypoint finds `secrets` and `task`. */
+export const HANDOFF_DIR = '/run/agent-worker';
+/** Exit code of the entrypoint when the firewall could not be set up (the agent never started). */
+export const FIREWALL_EXIT_CODE = 78;
+/** Capabilities the entrypoint needs (firewall, user switch); it drops them all before the agent starts. */
+export const ENTRYPOINT_CAPABILITIES = ['NET_ADMIN', 'NET_RAW', 'SETUID', 'SETGID', 'SETPCAP', 'CHOWN'];
+/** Seconds between SIGTERM and SIGKILL when the host stops the container. */
+const STOP_GRACE_SECONDS = 3;
+/** How long to wait for the last output after the container exited, in ms. */
+const OUTPUT_DRAIN_MS = 5_000;
+
+/** What the agent's container is made of. */
+export interface AgentContainerSpec {
+  image: string;
+  runId: string;
+  toolVersion: string;
+  /** Absolute host path of the work tree, bind-mounted at {@link WORKSPACE_DIR}. */
+  workTree: string;
+  /** Host path of the repository's `.git`, mounted read-only on top. */
+  gitDir: string;
+  /** The agent runs as this uid:gid. */
+  uid: number;
+  gid: number;
+  /** The agent's argv. */
+  command: string[];
+  /** Plain environment (visible in `docker inspect`; never secrets). */
+  env: Record<string, string>;
+  /** Secret environment, delivered as a root-only file the entrypoint reads and deletes. */
+  secrets: Record<string, string>;
+  /** The task: the agent's standard input. */
+  task: string;
+  /** Host names / IPs the firewall lets the agent reach. */
+  allowHosts: string[];
+  timezone: string;
+}
+
+/** How the agent's process ended. */
+export interface ContainerExit {
+  /** Exit code of the container's main process; null when the host killed it. */
+  exitCode: number | null;
+  /** `exited`, or why the host stopped it. */
+  reason: 'exited' | 'timed_out' | 'interrupted';
+  /** True when Docker reports the container was killed for running out of memory. */
+  oomKilled: boolean;
+}
+
+/** Callbacks for the container's output as it arrives. `pause`/`resume` give backpressure to the attach stream. */
+export interface OutputSinks {
+  stdout: (chunk: Buffer, flow: FlowControl) => void;
+  stderr: (chunk: Buffer, flow: FlowControl) => void;
+}
+
+/** Lets an output sink pause the attach stream until it has caught up. */
+export interface FlowControl {
+  pause(): void;
+  resume(): void;
+}
+
+/** A created agent container. */
+export class AgentContainer {
+  private removed = false;
+
+  private constructor(
+    private readonly docker: Docker,
+    readonly container: Docker.Container,
+    readonly spec: AgentContainerSpec,
+  ) {}
+
+  /** Short container id, for logs. */
+  get shortId(): string {
+    return this.container.id.slice(0, 12);
+  }
+
+  /**
+   * Creates the container (not started) and hands it the secrets and the task.
+   * @throws DockerError (exit {@link ExitCode.container}); nothing is left behind.
+   */
+  static async create(docker: Docker, spec: AgentContainerSpec): Promise<AgentContainer> {
+    const env = {
+      ...spec.env,
+      AW_UID: String(spec.uid),
+      AW_GID: String(spec.gid),
+      AW_ALLOW_HOSTS: spec.allowHosts.join(' '),
+      TZ: spec.timezone,
+    };
+    let container: Docker.Container;
+    try {
+      container = await docker.createContainer({
+        name: `agent-worker-${spec.runId}`,
+        Image: spec.image,
+        Cmd: spec.command,
+        Env: Object.entries(env).map(([key, value]) => `${key}=${value}`),
+        WorkingDir: WORKSPACE_DIR,
+        AttachStdout: true,
+        AttachStderr: true,
+        Tty: false,
+        OpenStdin: false,
+        Labels: {
+          [LABEL_MANAGED]: 'true',
+          [LABEL_RUN_ID]: spec.runId,
+          [LABEL_VERSION]: spec.toolVersion,
+          [LABEL_PID]: String(process.pid),
+          [LABEL_PROJECT]: spec.workTree,
+        },
+        HostConfig: {
+          Binds: [`${spec.workTree}:${WORKSPACE_DIR}`, `${spec.gitDir}:${WORKSPACE_DIR}/.git:ro`],
+          CapDrop: ['ALL'],
+          CapAdd: ENTRYPOINT_CAPABILITIES,
+          SecurityOpt: ['no-new-privileges'],
+          ExtraHosts: ['host.docker.internal:host-gateway'],
+          LogConfig: { Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '1' } },
+          AutoRemove: false,
+        },
+      });
+    } catch (error) {
+      throw new DockerError(`Creating the agent's container failed: ${errorMessage(error)}`, ExitCode.container, 'Run with --debug for details.', { cause: error });
+    }
+    const agentContainer = new AgentContainer(docker, container, spec);
+    log('created container %s', agentContainer.shortId);
+    try {
+      await container.putArchive(handoffArchive(spec), { path: HANDOFF_DIR });
+    } catch (error) {
+      await agentContainer.remove();
+      throw new DockerError(`Handing the task to the container failed: ${errorMessage(error)}`, ExitCode.container, 'Run with --debug for details.', { cause: error });
+    }
+    return agentContainer;
+  }
+
+  /**
+   * Attaches to the output, starts the container and waits for it to end, killing it at
+   * `timeoutMs` or when `signal` aborts. Output reaches `sinks` as it arrives.
+   * @throws DockerError when the daemon fails (the container is left for {@link remove}).
+   */
+  async run(options: { sinks: OutputSinks; timeoutMs: number; signal?: AbortSignal }): Promise<ContainerExit> {
+    const attach = (await this.container.attach({ stream: true, stdout: true, stderr: true, logs: true })) as unknown as Readable;
+    const flow: FlowControl = { pause: () => attach.pause(), resume: () => attach.resume() };
+    const stdout = new PassThrough();
+    const stderr = new PassThrough();
+    stdout.on('data', (chunk: Buffer) => options.sinks.stdout(chunk, flow));
+    stderr.on('data', (chunk: Buffer) => options.sinks.stderr(chunk, flow));
+    this.docker.modem.demuxStream(attach, stdout, stderr);
+    const ended = new Promise<void>((resolve) => {
+      attach.once('end', resolve);
+      attach.once('close', resolve);
+      attach.once('error', () => resolve());
+    });
+
+    const waiting = this.container.wait({ condition: 'next-exit' });
+    await this.container.start();
+    log('started container %s', this.shortId);
+
+    let reason: ContainerExit['reason'] = 'exited';
+    let timer: NodeJS.Timeout | undefined;
+    const stopFor = (why: ContainerExit['reason']): void => {
+      if (reason !== 'exited') return;
+      reason = why;
+      log('stopping container %s: %s', this.shortId, why);
+      this.container.stop({ t: STOP_GRACE_SECONDS }).catch((error: unknown) => log('stop %s: %s', this.shortId, errorMessage(error)));
+    };
+    timer = setTimeout(() => stopFor('timed_out'), options.timeoutMs);
+    const onAbort = (): void => stopFor('interrupted');
+    if (options.signal?.aborted) onAbort();
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    let status: { StatusCode?: number };
+    try {
+      status = (await waiting) as { StatusCode?: number };
+    } catch (error) {
+      throw new DockerError(`Lost the agent's container ${this.shortId}: ${errorMessage(error)}`, ExitCode.docker, 'Check the Docker daemon; the partial work was committed.', { cause: error });
+    } finally {
+      clearTimeout(timer);
+      timer = undefined;
+      options.signal?.removeEventListener('abort', onAbort);
+    }
+    await Promise.race([ended, new Promise((resolve) => setTimeout(resolve, OUTPUT_DRAIN_MS).unref())]);
+    stdout.end();
+    stderr.end();
+    let oomKilled = false;
+    try {
+      oomKilled = Boolean((await this.container.inspect()).State?.OOMKilled);
+    } catch {
+      // Already gone: nothing more to learn.
+    }
+    const exitCode = reason === 'exited' ? (status.StatusCode ?? null) : null;
+    log('container %s ended: %s, exit %s', this.shortId, reason, status.StatusCode);
+    return { exitCode, reason, oomKilled };
+  }
+
+  /** Kills and removes the container; safe to call more than once and when it is already gone. */
+  async remove(): Promise<void> {
+    if (this.removed) return;
+    try {
+      await this.container.remove({ force: true, v: true });
+      log('removed container %s', this.shortId);
+    } catch (error) {
+      const code = (error as { statusCode?: number }).statusCode;
+      if (code !== 404 && code !== 409) throw error;
+    }
+    this.removed = true;
+  }
+}
+
+/** A tar with `secrets` (NUL-separated KEY=value) and `task`, both root-only, for {@link HANDOFF_DIR}. */
+function handoffArchive(spec: AgentContainerSpec): Readable {
+  const tarball = tarPack();
+  const secrets = Object.entries(spec.secrets)
+    .map(([key, value]) => `${key}=${value}\0`)
+    .join('');
+  tarball.entry({ name: 'secrets', mode: 0o400, uid: 0, gid: 0 }, Buffer.from(secrets, 'utf8'));
+  tarball.entry({ name: 'task', mode: 0o400, uid: 0, gid: 0 }, Buffer.from(spec.task, 'utf8'));
+  tarball.finalize();
+  return tarball as unknown as Readable;
+}

@@ -1,0 +1,17 @@
+/**
+ * Every label agent-worker puts on what it creates in Docker. Cleanup (`agent-worker gc`, and the
+ * start of each run) finds leftovers by these labels.
+ */
+
+/** Marks any container or image made by agent-worker. Value: "true". */
+export const LABEL_MANAGED = 'dev.agent-worker.managed';
+/** The run's id (containers). */
+export const LABEL_RUN_ID = 'dev.agent-worker.run-id';
+/** agent-worker's version that created it. */
+export const LABEL_VERSION = 'dev.agent-worker.version';
+/** The image's content hash (images). */
+export const LABEL_CONTENT_HASH = 'dev.agent-worker.content-hash';
+/** The host process id of the agent-worker that owns a container. */
+export const LABEL_PID = 'dev.agent-worker.pid';
+/** The project path a container works on (containers). */
+export const LABEL_PROJECT = 'dev.agent-worker.project';

@@ -1,0 +1,204 @@
+/**
+ * The host-side git operations of a run, through simple-git. Every command runs with hooks
+ * disabled (`core.hooksPath=/dev/null`) and without fsmonitor, so nothing the agent could have
+ * written into the work tree makes git execute code on the host.
+ */
+import { simpleGit, type SimpleGit } from 'simple-git';
+import createDebug from 'debug';
+import { ExitCode, PreflightError, AgentWorkerError, errorMessage } from '../errors.js';
+import { parseNumstatZ, summarizeChanges } from './numstat.js';
+import type { ChangeSummary } from '../report/types.js';
+
+const log = createDebug('agent-worker:git');
+
+/** Config given to every host git command. */
+const SAFE_CONFIG = ['core.hooksPath=/dev/null', 'core.fsmonitor=false', 'commit.gpgSign=false'];
+
+/** Identity used for the commit only when the user's git config has none. */
+const FALLBACK_IDENTITY = { name: 'agent-worker', email: 'agent-worker@localhost' };
+
+/** A checked git work tree. */
+export interface Repo {
+  /** Absolute path of the work tree's top level. */
+  root: string;
+  git: SimpleGit;
+}
+
+/** Where HEAD was before the run, to return to if the run is abandoned before the agent starts. */
+export interface HeadState {
+  /** Full commit id of HEAD: the run's base commit. */
+  commit: string;
+  /** Branch HEAD pointed at, or undefined when detached. */
+  branch?: string;
+}
+
+function gitAt(dir: string): SimpleGit {
+  return simpleGit({ baseDir: dir, config: SAFE_CONFIG, trimmed: false });
+}
+
+/**
+ * Opens `dir` as a git work tree with at least one commit.
+ * @returns the repo at the work tree's top level (a subdirectory resolves to its repository).
+ * @throws PreflightError (exit {@link ExitCode.notARepo}) when `dir` is missing, not in a work tree, bare, or has no commit.
+ */
+export async function openRepo(dir: string): Promise<Repo> {
+  let git: SimpleGit;
+  try {
+    git = gitAt(dir);
+  } catch (error) {
+    throw new PreflightError(`${dir} does not exist or is not a directory.`, ExitCode.notARepo, 'Pass the repository with --project <path>.', { cause: error });
+  }
+  let inside: string;
+  try {
+    inside = (await git.raw(['rev-parse', '--is-inside-work-tree'])).trim();
+  } catch (error) {
+    throw new PreflightError(`${dir} is not inside a git repository.`, ExitCode.notARepo, 'Run agent-worker in a git work tree, pass one with --project <path>, or create one with `git init && git commit`.', { cause: error });
+  }
+  if (inside !== 'true') {
+    throw new PreflightError(`${dir} is not a git work tree (a bare repository or a .git folder).`, ExitCode.notARepo, 'Point --project at a checkout with a working tree.');
+  }
+  const root = (await git.raw(['rev-parse', '--show-toplevel'])).trim();
+  const repo = { root, git: gitAt(root) };
+  try {
+    await repo.git.raw(['rev-parse', '--verify', '--quiet', 'HEAD^{commit}']);
+  } catch (error) {
+    throw new PreflightError(`${root} has no commit yet.`, ExitCode.notARepo, 'Make a first commit (`git add -A && git commit -m init`), then run again.', { cause: error });
+  }
+  return repo;
+}
+
+/**
+ * Fails unless the work tree is clean: no staged, unstaged or untracked changes (ignored files do not count).
+ * @throws PreflightError (exit {@link ExitCode.dirtyTree}) listing up to 10 paths.
+ */
+export async function assertClean(repo: Repo): Promise<void> {
+  const status = await repo.git.raw(['status', '--porcelain=v1', '-z', '--untracked-files=all', '--ignore-submodules=none']);
+  const entries = status.split('\0').filter(Boolean).filter((entry) => /^[ MADRCUT?!]{2} /.test(entry));
+  if (entries.length === 0) return;
+  const shown = entries.slice(0, 10).map((entry) => `  ${entry}`);
+  if (entries.length > 10) shown.push(`  … and ${entries.length - 10} more`);
+  throw new PreflightError(
+    `The working tree of ${repo.root} has uncommitted changes:\n${shown.join('\n')}`,
+    ExitCode.dirtyTree,
+    'Commit or stash them first (`git stash --include-untracked`), so the agent\'s branch holds only its own work.',
+  );
+}
+
+/**
+ * Fails unless `branch` is a valid new branch name (`git check-ref-format --branch`) that does not exist yet.
+ * @throws PreflightError (exit {@link ExitCode.badBranch}).
+ */
+export async function assertNewBranch(repo: Repo, branch: string): Promise<void> {
+  const invalid = (): PreflightError =>
+    new PreflightError(`${JSON.stringify(branch)} is not a valid branch name.`, ExitCode.badBranch, 'Pass another name with --branch (see `git check-ref-format --help`).');
+  if (branch.startsWith('-') || branch === 'HEAD' || branch.startsWith('@')) throw invalid();
+  try {
+    const normalized = (await repo.git.raw(['check-ref-format', '--branch', branch])).trim();
+    if (normalized !== branch) throw invalid();
+  } catch (error) {
+    if (error instanceof PreflightError) throw error;
+    throw invalid();
+  }
+  if (await branchExists(repo, branch)) {
+    throw new PreflightError(`Branch ${branch} already exists in ${repo.root}.`, ExitCode.badBranch, 'Pass a new name with --branch, or delete the old branch (`git branch -D ' + branch + '`).');
+  }
+}
+
+async function branchExists(repo: Repo, branch: string): Promise<boolean> {
+  try {
+    await repo.git.raw(['show-ref', '--verify', '--quiet', `refs/heads/${branch}`]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Reads HEAD: the commit id and the branch it points at (undefined when detached). */
+export async function readHead(repo: Repo): Promise<HeadState> {
+  const commit = (await repo.git.raw(['rev-parse', '--verify', 'HEAD^{commit}'])).trim();
+  let branch: string | undefined;
+  try {
+    branch = (await repo.git.raw(['symbolic-ref', '--quiet', '--short', 'HEAD'])).trim() || undefined;
+  } catch {
+    branch = undefined;
+  }
+  return { commit, branch };
+}
+
+/** Creates `branch` at `base` and checks it out. */
+export async function createBranch(repo: Repo, branch: string, base: string): Promise<void> {
+  log('create branch %s at %s', branch, base);
+  await repo.git.raw(['checkout', '--quiet', '-b', branch, base]);
+}
+
+/**
+ * Undoes {@link createBranch} for a run abandoned before the agent started: checks out the
+ * previous HEAD again and deletes `branch` if it still points at the base commit (so nothing is lost).
+ */
+export async function abandonBranch(repo: Repo, branch: string, previous: HeadState): Promise<void> {
+  log('abandon branch %s, back to %s', branch, previous.branch ?? previous.commit);
+  await repo.git.raw(['checkout', '--quiet', previous.branch ?? previous.commit]);
+  const tip = (await repo.git.raw(['rev-parse', '--verify', `refs/heads/${branch}`])).trim();
+  if (tip === previous.commit) await repo.git.raw(['branch', '-D', branch]);
+}
+
+/**
+ * Commits everything in the work tree (new files included, `.gitignore` respected) onto the
+ * checked-out branch. Does nothing when there is nothing to commit.
+ * @param message full commit message.
+ * @returns the commit id of HEAD afterwards.
+ * @throws AgentWorkerError (exit {@link ExitCode.collect}) when git fails.
+ */
+export async function commitAll(repo: Repo, message: string): Promise<string> {
+  try {
+    // A stale index.lock can only come from a git process that died; the agent cannot write .git.
+    await repo.git.raw(['add', '--all', '--', '.']);
+    const staged = await repo.git.raw(['diff', '--cached', '--name-only', '-z']);
+    if (staged.length > 0) {
+      const identity = await missingIdentityEnv(repo);
+      const git = identity ? repo.git.env({ ...process.env, ...identity }) : repo.git;
+      await git.raw(['commit', '--quiet', '--no-verify', '--no-gpg-sign', '-m', message]);
+      log('committed %d path(s)', staged.split('\0').filter(Boolean).length);
+    }
+    return (await repo.git.raw(['rev-parse', '--verify', 'HEAD^{commit}'])).trim();
+  } catch (error) {
+    throw new AgentWorkerError(`Committing the agent's work failed: ${errorMessage(error)}`, ExitCode.collect, `The changes are still in the working tree of ${repo.root}; commit them by hand.`, { cause: error });
+  }
+}
+
+async function missingIdentityEnv(repo: Repo): Promise<Record<string, string> | undefined> {
+  const get = async (key: string): Promise<string> => {
+    try {
+      return (await repo.git.raw(['config', '--get', key])).trim();
+    } catch {
+      return '';
+    }
+  };
+  const [name, email] = await Promise.all([get('user.name'), get('user.email')]);
+  if (name && email) return undefined;
+  return {
+    GIT_AUTHOR_NAME: name || FALLBACK_IDENTITY.name,
+    GIT_AUTHOR_EMAIL: email || FALLBACK_IDENTITY.email,
+    GIT_COMMITTER_NAME: name || FALLBACK_IDENTITY.name,
+    GIT_COMMITTER_EMAIL: email || FALLBACK_IDENTITY.email,
+  };
+}
+
+/**
+ * The changes between two commits, from `git diff --numstat -z -M` and `--name-status -z -M`
+ * (so the agent's own commits, renames and binary files all count).
+ */
+export async function diffChanges(repo: Repo, base: string, head: string): Promise<ChangeSummary> {
+  const range = [base, head, '--'];
+  const [numstat, nameStatus] = await Promise.all([
+    repo.git.raw(['diff', '--numstat', '-z', '-M', '--no-ext-diff', '--no-textconv', ...range]),
+    repo.git.raw(['diff', '--name-status', '-z', '-M', '--no-ext-diff', ...range]),
+  ]);
+  return summarizeChanges(parseNumstatZ(numstat, nameStatus));
+}
+
+/** True when the work tree has no staged, unstaged or untracked changes. */
+export async function isClean(repo: Repo): Promise<boolean> {
+  const status = await repo.git.raw(['status', '--porcelain=v1', '-z', '--untracked-files=all']);
+  return status.length === 0;
+}

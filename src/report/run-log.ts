@@ -1,0 +1,87 @@
+/**
+ * The run's log folder, outside the repository: `$XDG_STATE_HOME/agent-worker/runs/<runId>/`
+ * (else `~/.local/state/agent-worker/runs/<runId>/`), holding
+ * - `agent.stream.jsonl`: the agent's raw standard output (stream-json), secrets redacted;
+ * - `agent.stderr.log`: the container's standard error, secrets redacted;
+ * - `agent-worker.log`: the tool's own log of the run;
+ * - `report.json`: the final report.
+ */
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { RunReport } from './types.js';
+
+/** Root of all run folders for an environment. */
+export function runsRoot(env: NodeJS.ProcessEnv): string {
+  const state = env.XDG_STATE_HOME && path.isAbsolute(env.XDG_STATE_HOME) ? env.XDG_STATE_HOME : path.join(os.homedir(), '.local', 'state');
+  return path.join(state, 'agent-worker', 'runs');
+}
+
+/** Replaces every occurrence of the given secret values (and anything shaped like an Anthropic key) with `[REDACTED]`. */
+export function makeRedactor(secrets: string[]): (text: string) => string {
+  const values = secrets.filter((value) => value.length >= 8);
+  const keyShape = /sk-ant-[A-Za-z0-9_-]{8,}/g;
+  return (text) => {
+    let out = text;
+    for (const value of values) if (out.includes(value)) out = out.split(value).join('[REDACTED]');
+    return out.replace(keyShape, '[REDACTED]');
+  };
+}
+
+/** Open log files of one run. */
+export class RunLog {
+  private readonly agentStream: WriteStream;
+  private readonly agentStderr: WriteStream;
+  private readonly toolLog: WriteStream;
+
+  private constructor(
+    readonly dir: string,
+    private readonly redact: (text: string) => string,
+  ) {
+    this.agentStream = createWriteStream(path.join(dir, 'agent.stream.jsonl'), { mode: 0o600 });
+    this.agentStderr = createWriteStream(path.join(dir, 'agent.stderr.log'), { mode: 0o600 });
+    this.toolLog = createWriteStream(path.join(dir, 'agent-worker.log'), { mode: 0o600 });
+  }
+
+  /** Creates `<root>/<runId>/` (mode 0700) and opens its files. */
+  static async open(root: string, runId: string, secrets: string[]): Promise<RunLog> {
+    const dir = path.join(root, runId);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    return new RunLog(dir, makeRedactor(secrets));
+  }
+
+  /** Appends one line of agent output. Returns false when the caller should wait for {@link waitDrain}. */
+  agentLine(line: string): boolean {
+    return this.agentStream.write(`${this.redact(line)}\n`);
+  }
+
+  /** Appends container stderr. Returns false when the caller should wait for {@link waitDrain}. */
+  stderr(text: string): boolean {
+    return this.agentStderr.write(this.redact(text));
+  }
+
+  /** Resolves once the agent stream's buffer has drained. */
+  waitDrain(): Promise<void> {
+    return new Promise((resolve) => this.agentStream.once('drain', resolve));
+  }
+
+  /** Appends a timestamped line to the tool's own log. */
+  note(message: string): void {
+    this.toolLog.write(`${new Date().toISOString()} ${this.redact(message)}\n`);
+  }
+
+  /** Writes `report.json`. */
+  async writeReport(report: RunReport): Promise<void> {
+    await writeFile(path.join(this.dir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`, { mode: 0o600 });
+  }
+
+  /** Flushes and closes every file. */
+  async close(): Promise<void> {
+    await Promise.all(
+      [this.agentStream, this.agentStderr, this.toolLog].map(
+        (stream) => new Promise<void>((resolve) => (stream.closed ? resolve() : stream.end(resolve))),
+      ),
+    );
+  }
+}

@@ -1,0 +1,59 @@
+import type { TokenUsage } from '../../agents/types.js';
+
+/** How a run ended. */
+export type RunStatus = 'success' | 'agent_error' | 'timed_out' | 'interrupted';
+
+/** Status of one changed file, from `git diff --name-status` letters A/M/D/R (C, T map to modified). */
+export type FileChangeStatus = 'added' | 'modified' | 'deleted' | 'renamed';
+
+/** One changed file between the base commit and the branch head. Binary files have added = removed = 0 and binary = true. */
+export interface FileChange {
+  path: string;
+  /** For renames, the path at the base commit. */
+  oldPath?: string;
+  status: FileChangeStatus;
+  /** Lines added, from `git diff --numstat`. */
+  added: number;
+  /** Lines removed, from `git diff --numstat`. */
+  removed: number;
+  binary: boolean;
+}
+
+/** Totals over `files`. */
+export interface ChangeSummary {
+  filesChanged: number;
+  linesAdded: number;
+  linesRemoved: number;
+  files: FileChange[];
+}
+
+/**
+ * The run report. This is the `--json` document; its shape is documented in the README.
+ * Fields may be added; none may be renamed.
+ */
+export interface RunReport {
+  runId: string;
+  status: RunStatus;
+  branch: string;
+  baseCommit: string;
+  /** Branch head after the agent's work was committed. */
+  headCommit: string;
+  /** Wall time of the whole run, in milliseconds. */
+  durationMs: number;
+  agent: {
+    type: string;
+    version: string | null;
+    model: string | null;
+    /** Exit code of the agent's process; null when it was killed (timeout, interrupt). */
+    exitCode: number | null;
+    sessionId: string | null;
+    turns: number;
+    resultText: string | null;
+  };
+  tokens: TokenUsage;
+  /** In US dollars; null when the agent never reported a cost. */
+  costUsd: number | null;
+  changes: ChangeSummary;
+  /** Folder holding this run's logs and report.json. */
+  logDir: string;
+}
