@@ -1,0 +1,56 @@
+/**
+ * The Claude Code agent plugin: how to start `claude` headless in the container and read its stream-json output.
+ */
+import type { AgentCredentials, AgentLaunchOptions, AgentPlugin, AgentStreamParser } from '../types.js';
+import { createClaudeStreamParser } from './stream-json.js';
+
+export { createClaudeStreamParser, summarizeToolUse } from './stream-json.js';
+
+/** Claude Code version installed in the image (npm `@anthropic-ai/claude-code`); a Dockerfile build arg. */
+export const CLAUDE_CODE_VERSION = '2.1.330';
+
+/** The Claude Code plugin, used with `--agent-type claude`. */
+export const claudeCodePlugin: AgentPlugin = {
+  name: 'claude',
+
+  buildArgs: { CLAUDE_CODE_VERSION },
+
+  /**
+   * `claude -p --output-format stream-json --verbose --dangerously-skip-permissions --append-system-prompt <text>`,
+   * plus `--model <name>` and `--max-turns <n>` when given. The task arrives on standard input.
+   */
+  argv(options: AgentLaunchOptions): string[] {
+    const argv = [
+      'claude',
+      '-p',
+      '--output-format',
+      'stream-json',
+      '--verbose',
+      '--dangerously-skip-permissions',
+      '--append-system-prompt',
+      options.appendSystemPrompt,
+    ];
+    if (options.model !== undefined && options.model !== '') argv.push('--model', options.model);
+    if (options.maxTurns !== undefined) argv.push('--max-turns', String(options.maxTurns));
+    return argv;
+  },
+
+  /**
+   * Secret: `ANTHROPIC_API_KEY` and/or `CLAUDE_CODE_OAUTH_TOKEN`, when given. Plain: `ANTHROPIC_BASE_URL` when given,
+   * `CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1` and `DISABLE_AUTOUPDATER=1`.
+   */
+  env(credentials: AgentCredentials): { secret: Record<string, string>; plain: Record<string, string> } {
+    const secret: Record<string, string> = {};
+    if (credentials.apiKey) secret.ANTHROPIC_API_KEY = credentials.apiKey;
+    if (credentials.oauthToken) secret.CLAUDE_CODE_OAUTH_TOKEN = credentials.oauthToken;
+    const plain: Record<string, string> = {};
+    if (credentials.baseUrl) plain.ANTHROPIC_BASE_URL = credentials.baseUrl;
+    plain.CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = '1';
+    plain.DISABLE_AUTOUPDATER = '1';
+    return { secret, plain };
+  },
+
+  createParser(): AgentStreamParser {
+    return createClaudeStreamParser();
+  },
+};

@@ -1,0 +1,173 @@
+/**
+ * Rendering of the run report: a human table (stdout by default) and the `--json` document.
+ * These functions return strings; the caller (cli) writes them.
+ */
+import { Chalk, type ChalkInstance } from 'chalk';
+import Table from 'cli-table3';
+import type { FileChange, FileChangeStatus, RunReport, RunStatus } from './types.js';
+
+/** Length of abbreviated commit ids in the table, in hex digits. */
+export const SHORT_COMMIT_LENGTH = 12;
+
+/** Words shown for each {@link RunStatus}. */
+export const STATUS_WORDS: Record<RunStatus, string> = {
+  success: 'success',
+  agent_error: 'agent error',
+  timed_out: 'timed out',
+  interrupted: 'interrupted',
+};
+
+const numberFormat = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
+
+/** Options of {@link renderReportTable}. */
+export interface RenderTableOptions {
+  /** Use ANSI colours. When false the output contains no escape sequences at all. */
+  color: boolean;
+}
+
+/**
+ * Renders `report` as text tables: a summary table (branch, base and head commits, duration, status, agent exit code,
+ * agent and model, tokens, cost, turns, lines added/removed, files changed), then a table of changed files (status,
+ * path — `old → new` for renames, `+added`, `−removed`, `bin` for binary files), then the log folder.
+ *
+ * Control characters in paths and names (tabs, newlines) are shown escaped (`\t`, `\n`) so each file stays on one row.
+ *
+ * @returns the rendered text, ending in a newline.
+ */
+export function renderReportTable(report: RunReport, options: RenderTableOptions): string {
+  const c = new Chalk({ level: options.color ? 1 : 0 });
+  // No cli-table3 colours (it would colour on its own terminal detection); compact: no line between rows.
+  const tableStyle = { head: [] as string[], border: [] as string[], compact: true };
+
+  const summary = new Table({ style: tableStyle });
+  const label = (text: string): string => c.bold(text);
+  const dash = '—';
+  const { agent, tokens, changes } = report;
+
+  const agentText = [agent.type, agent.version].filter((s): s is string => s !== null && s !== '').join(' ');
+  summary.push(
+    [label('branch'), printable(report.branch)],
+    [label('base commit'), shortCommit(report.baseCommit)],
+    [label('head commit'), shortCommit(report.headCommit)],
+    [label('duration'), formatDuration(report.durationMs)],
+    [label('status'), colorStatus(c, report.status)],
+    [label('agent exit code'), agent.exitCode === null ? `${dash} (killed)` : String(agent.exitCode)],
+    [label('agent'), printable(agentText)],
+    [label('model'), agent.model === null ? dash : printable(agent.model)],
+    [label('input tokens'), formatCount(tokens.input)],
+    [label('output tokens'), formatCount(tokens.output)],
+    [label('cache read tokens'), formatCount(tokens.cacheRead)],
+    [label('cache write tokens'), formatCount(tokens.cacheWrite)],
+    [label('total tokens'), formatCount(tokens.total)],
+    [label('cost'), formatCost(report.costUsd)],
+    [label('turns'), formatCount(agent.turns)],
+    [label('lines added'), c.green(`+${formatCount(changes.linesAdded)}`)],
+    [label('lines removed'), c.red(`\u2212${formatCount(changes.linesRemoved)}`)],
+    [label('files changed'), formatCount(changes.filesChanged)],
+  );
+
+  let out = `${summary.toString()}\n`;
+
+  if (changes.files.length > 0) {
+    const files = new Table({
+      head: [c.bold('status'), c.bold('path'), c.bold('added'), c.bold('removed')],
+      style: tableStyle,
+    });
+    for (const f of changes.files) files.push(fileRow(c, f));
+    out += `${files.toString()}\n`;
+  } else {
+    out += 'No files changed.\n';
+  }
+
+  out += `${c.dim('Log folder:')} ${printable(report.logDir)}\n`;
+  return out;
+}
+
+/**
+ * Renders `report` as exactly one JSON document (2-space indent) followed by a newline: the `--json` output.
+ * Fields whose value is `undefined` (e.g. `oldPath` of a file that was not renamed) are left out.
+ */
+export function renderReportJson(report: RunReport): string {
+  return `${JSON.stringify(report, null, 2)}\n`;
+}
+
+/**
+ * Formats a duration for people: `850ms` under a second, `42s` under a minute, `2m 03s` under an hour, else
+ * `1h 02m 03s`. Whole seconds are rounded to nearest. Negative or non-finite values are shown as `0ms`.
+ *
+ * @param ms - duration in milliseconds.
+ */
+export function formatDuration(ms: number): string {
+  if (!Number.isFinite(ms) || ms < 0) return '0ms';
+  if (ms < 1000) return `${Math.round(ms)}ms`;
+  const totalSeconds = Math.round(ms / 1000);
+  const hours = Math.floor(totalSeconds / 3600);
+  const minutes = Math.floor((totalSeconds % 3600) / 60);
+  const seconds = totalSeconds % 60;
+  const pad = (n: number): string => String(n).padStart(2, '0');
+  if (hours > 0) return `${hours}h ${pad(minutes)}m ${pad(seconds)}s`;
+  if (minutes > 0) return `${minutes}m ${pad(seconds)}s`;
+  return `${seconds}s`;
+}
+
+/** A whole count with thousands separators: `1234567` → `1,234,567`. */
+export function formatCount(n: number): string {
+  return numberFormat.format(n);
+}
+
+/** A cost in US dollars with 4 decimals (`$0.0123`), or `—` when unknown (null). */
+export function formatCost(usd: number | null): string {
+  return usd === null ? '—' : `$${usd.toFixed(4)}`;
+}
+
+function shortCommit(sha: string): string {
+  return sha === '' ? '—' : sha.slice(0, SHORT_COMMIT_LENGTH);
+}
+
+function colorStatus(c: ChalkInstance, status: RunStatus): string {
+  const word = STATUS_WORDS[status] ?? String(status);
+  switch (status) {
+    case 'success':
+      return c.green(word);
+    case 'agent_error':
+      return c.red(word);
+    default:
+      return c.yellow(word);
+  }
+}
+
+const FILE_STATUS_COLOR: Record<FileChangeStatus, (c: ChalkInstance, s: string) => string> = {
+  added: (c, s) => c.green(s),
+  modified: (c, s) => c.yellow(s),
+  deleted: (c, s) => c.red(s),
+  renamed: (c, s) => c.cyan(s),
+};
+
+function fileRow(c: ChalkInstance, f: FileChange): Table.HorizontalTableRow {
+  const color = FILE_STATUS_COLOR[f.status] ?? ((_c: ChalkInstance, s: string) => s);
+  const path =
+    f.status === 'renamed' && f.oldPath !== undefined
+      ? `${printable(f.oldPath)} \u2192 ${printable(f.path)}`
+      : printable(f.path);
+  const row: Table.HorizontalTableRow = [color(c, f.status), path];
+  if (f.binary) {
+    row.push({ content: c.dim('bin'), colSpan: 2, hAlign: 'right' });
+  } else {
+    row.push(
+      { content: c.green(`+${formatCount(f.added)}`), hAlign: 'right' },
+      { content: c.red(`\u2212${formatCount(f.removed)}`), hAlign: 'right' },
+    );
+  }
+  return row;
+}
+
+/** Escapes control characters (C0, DEL, C1) so a value renders on one line: tab → `\t`, newline → `\n`, else `\xNN`. */
+function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex -- matching control characters is the point
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (ch) => {
+    if (ch === '\n') return '\\n';
+    if (ch === '\t') return '\\t';
+    if (ch === '\r') return '\\r';
+    return `\\x${ch.charCodeAt(0).toString(16).padStart(2, '0')}`;
+  });
+}

@@ -1,0 +1,174 @@
+import { describe, expect, it } from 'vitest';
+import { formatCost, formatCount, formatDuration, renderReportJson, renderReportTable } from '../../src/report/render.js';
+import type { RunReport } from '../../src/report/types.js';
+
+// eslint-disable-next-line no-control-regex
+const ANSI = /\u001b\[/;
+
+function makeReport(overrides: Partial<RunReport> = {}): RunReport {
+  return {
+    runId: 'run-20261122-abc123',
+    status: 'success',
+    branch: 'agent/fix-tests-abc123',
+    baseCommit: '0123456789abcdef0123456789abcdef01234567',
+    headCommit: 'fedcba9876543210fedcba9876543210fedcba98',
+    durationMs: 123_456,
+    agent: {
+      type: 'claude',
+      version: '2.1.330',
+      model: 'claude-sonnet-4-5',
+      exitCode: 0,
+      sessionId: '70cc4719-3d65-4cab-b47a-51bae7c7a8f3',
+      turns: 17,
+      resultText: 'Done.',
+    },
+    tokens: { input: 12_345, output: 6_789, cacheRead: 1_234_567, cacheWrite: 45_678, total: 1_299_379 },
+    costUsd: 0.012345,
+    changes: {
+      filesChanged: 4,
+      linesAdded: 1_234,
+      linesRemoved: 56,
+      files: [
+        { path: 'src/a.ts', status: 'modified', added: 1_200, removed: 50, binary: false },
+        { path: 'src/new.ts', status: 'added', added: 30, removed: 0, binary: false },
+        { path: 'lib/b.ts', oldPath: 'src/b.ts', status: 'renamed', added: 4, removed: 6, binary: false },
+        { path: 'logo.png', status: 'modified', added: 0, removed: 0, binary: true },
+      ],
+    },
+    logDir: '/home/me/.agent-worker/runs/run-20261122-abc123',
+    ...overrides,
+  };
+}
+
+describe('formatDuration', () => {
+  it.each([
+    [0, '0ms'],
+    [850, '850ms'],
+    [1_000, '1s'],
+    [42_400, '42s'],
+    [59_600, '1m 00s'],
+    [123_456, '2m 03s'],
+    [3_723_000, '1h 02m 03s'],
+    [-5, '0ms'],
+    [Number.NaN, '0ms'],
+  ])('%d ms → %s', (ms, text) => {
+    expect(formatDuration(ms)).toBe(text);
+  });
+});
+
+describe('formatCount and formatCost', () => {
+  it('uses thousands separators and 4-decimal dollars', () => {
+    expect(formatCount(0)).toBe('0');
+    expect(formatCount(1_234_567)).toBe('1,234,567');
+    expect(formatCost(0.012345)).toBe('$0.0123');
+    expect(formatCost(12.5)).toBe('$12.5000');
+    expect(formatCost(null)).toBe('—');
+  });
+});
+
+describe('renderReportTable', () => {
+  it('shows every figure, without ANSI escapes when color is false', () => {
+    const text = renderReportTable(makeReport(), { color: false });
+    expect(text).not.toMatch(ANSI);
+    expect(text.endsWith('\n')).toBe(true);
+    for (const expected of [
+      'agent/fix-tests-abc123',
+      '0123456789ab',
+      'fedcba987654',
+      '2m 03s',
+      'success',
+      'claude 2.1.330',
+      'claude-sonnet-4-5',
+      '12,345',
+      '6,789',
+      '1,234,567',
+      '45,678',
+      '1,299,379',
+      '$0.0123',
+      '17',
+      '+1,234',
+      '\u221256',
+      'src/b.ts \u2192 lib/b.ts',
+      '+1,200',
+      '\u221250',
+      'bin',
+      '/home/me/.agent-worker/runs/run-20261122-abc123',
+    ]) {
+      expect(text).toContain(expected);
+    }
+    expect(text).not.toContain('0123456789abc');
+    // The log folder comes last.
+    expect(text.trimEnd().split('\n').at(-1)).toContain('/home/me/.agent-worker/runs/run-20261122-abc123');
+  });
+
+  it('labels the summary rows', () => {
+    const text = renderReportTable(makeReport(), { color: false });
+    const rowOf = (label: string): string => text.split('\n').find((l) => l.includes(` ${label} `)) ?? '';
+    expect(rowOf('agent exit code')).toMatch(/│ 0\s+│/);
+    expect(rowOf('turns')).toContain('17');
+    expect(rowOf('files changed')).toContain('4');
+    expect(rowOf('cache read tokens')).toContain('1,234,567');
+    expect(rowOf('cache write tokens')).toContain('45,678');
+  });
+
+  it.each([
+    ['agent_error', 'agent error'],
+    ['timed_out', 'timed out'],
+    ['interrupted', 'interrupted'],
+  ] as const)('shows status %s as "%s"', (status, words) => {
+    const text = renderReportTable(makeReport({ status }), { color: false });
+    expect(text).toContain(words);
+  });
+
+  it('shows unknowns as dashes', () => {
+    const report = makeReport({ status: 'timed_out', costUsd: null });
+    report.agent = { ...report.agent, exitCode: null, model: null, version: null };
+    const text = renderReportTable(report, { color: false });
+    expect(text).toMatch(/cost\s+│ —/);
+    expect(text).toMatch(/model\s+│ —/);
+    expect(text).toContain('— (killed)');
+  });
+
+  it('colours when asked', () => {
+    const text = renderReportTable(makeReport(), { color: true });
+    expect(text).toMatch(ANSI);
+    expect(text).toContain('\u001b[32msuccess\u001b[39m');
+  });
+
+  it('keeps odd paths on one row and says when nothing changed', () => {
+    const report = makeReport({
+      changes: {
+        filesChanged: 1,
+        linesAdded: 1,
+        linesRemoved: 0,
+        files: [{ path: 'new\nline\tfile ü.txt', status: 'added', added: 1, removed: 0, binary: false }],
+      },
+    });
+    const text = renderReportTable(report, { color: false });
+    expect(text).toContain('new\\nline\\tfile ü.txt');
+
+    const empty = renderReportTable(makeReport({ changes: { filesChanged: 0, linesAdded: 0, linesRemoved: 0, files: [] } }), {
+      color: false,
+    });
+    expect(empty).toContain('No files changed.');
+  });
+});
+
+describe('renderReportJson', () => {
+  it('is exactly one JSON document that round-trips', () => {
+    const report = makeReport();
+    const json = renderReportJson(report);
+    expect(json.endsWith('}\n')).toBe(true);
+    expect(json.indexOf('\n')).toBe(1);
+    expect(json).toContain('\n  "runId": ');
+    expect(JSON.parse(json)).toEqual(report);
+    expect(json.split('\n').filter((l) => l === '}')).toHaveLength(1);
+  });
+
+  it('keeps nulls and odd paths', () => {
+    const report = makeReport({ costUsd: null });
+    report.agent = { ...report.agent, exitCode: null, sessionId: null, resultText: null };
+    report.changes.files[0] = { path: 'a\tb\nc ü.txt', status: 'added', added: 1, removed: 0, binary: false };
+    expect(JSON.parse(renderReportJson(report))).toEqual(report);
+  });
+});
