@@ -33,7 +33,7 @@ export interface HeadState {
 }
 
 function gitAt(dir: string): SimpleGit {
-  return simpleGit({ baseDir: dir, config: SAFE_CONFIG, trimmed: false });
+  return simpleGit({ baseDir: dir, config: SAFE_CONFIG, trimmed: false, unsafe: { allowUnsafeHooksPath: true, allowUnsafeFsMonitor: true } as never });
 }
 
 /**
@@ -60,7 +60,7 @@ export async function openRepo(dir: string): Promise<Repo> {
   const root = (await git.raw(['rev-parse', '--show-toplevel'])).trim();
   const repo = { root, git: gitAt(root) };
   try {
-    await repo.git.raw(['rev-parse', '--verify', '--quiet', 'HEAD^{commit}']);
+    await repo.git.raw(['rev-parse', '--verify', 'HEAD^{commit}']);
   } catch (error) {
     throw new PreflightError(`${root} has no commit yet.`, ExitCode.notARepo, 'Make a first commit (`git add -A && git commit -m init`), then run again.', { cause: error });
   }
@@ -106,7 +106,8 @@ export async function assertNewBranch(repo: Repo, branch: string): Promise<void>
 
 async function branchExists(repo: Repo, branch: string): Promise<boolean> {
   try {
-    await repo.git.raw(['show-ref', '--verify', '--quiet', `refs/heads/${branch}`]);
+    // Not --quiet: simple-git only rejects when git also wrote to stderr.
+    await repo.git.raw(['rev-parse', '--verify', `refs/heads/${branch}`]);
     return true;
   } catch {
     return false;
