@@ -199,7 +199,11 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
 
     context.progress.phase('Collecting changes');
     const status = runStatus(exit, outcome);
-    const report = await collect({ repo, runId, branch, base: head.commit, status, exit, outcome, config, started, logDir: runLog.dir, plugin });
+    const report = await collect({
+      ...{ repo, runId, branch, base: head.commit, status, exit, outcome, config, started, plugin },
+      image: { tag: image.tag, built: image.built, buildMs: image.durationMs },
+      logDir: runLog.dir,
+    });
     runLog.note(`status ${status}; head ${report.headCommit}; ${report.changes.filesChanged} file(s) changed`);
     await runLog.writeReport(report);
     context.progress.succeed(`Changes committed to ${branch}`);
@@ -301,6 +305,7 @@ async function collect(input: {
   started: number;
   logDir: string;
   plugin: AgentPlugin;
+  image: RunReport['image'];
 }): Promise<RunReport> {
   const { repo, outcome } = input;
   const headCommit = await commitAll(repo, commitMessage(input.config.task, input.runId, input.status));
@@ -325,6 +330,7 @@ async function collect(input: {
     tokens: outcome.tokens,
     costUsd: outcome.costUsd ?? null,
     changes,
+    image: input.image,
     logDir: input.logDir,
   };
 }

@@ -64,6 +64,7 @@ export function renderReportTable(report: RunReport, options: RenderTableOptions
     [label('lines added'), c.green(`+${formatCount(changes.linesAdded)}`)],
     [label('lines removed'), c.red(`\u2212${formatCount(changes.linesRemoved)}`)],
     [label('files changed'), formatCount(changes.filesChanged)],
+    [label('image'), `${report.image.tag} (${report.image.built ? `built in ${formatDuration(report.image.buildMs)}` : 'cached'})`],
   );
 
   let out = `${summary.toString()}\n`;

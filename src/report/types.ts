@@ -54,6 +54,8 @@ export interface RunReport {
   /** In US dollars; null when the agent never reported a cost. */
   costUsd: number | null;
   changes: ChangeSummary;
+  /** The image the agent ran in: its tag, and whether this run built it (false: reused from cache). */
+  image: { tag: string; built: boolean; buildMs: number };
   /** Folder holding this run's logs and report.json. */
   logDir: string;
 }

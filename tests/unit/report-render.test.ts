@@ -35,6 +35,7 @@ function makeReport(overrides: Partial<RunReport> = {}): RunReport {
         { path: 'logo.png', status: 'modified', added: 0, removed: 0, binary: true },
       ],
     },
+    image: { tag: 'agent-worker:aaaabbbbccccdddd', built: false, buildMs: 12 },
     logDir: '/home/me/.agent-worker/runs/run-20261122-abc123',
     ...overrides,
   };

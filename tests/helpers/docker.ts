@@ -1,0 +1,92 @@
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import Docker from 'dockerode';
+import { LABEL_MANAGED, LABEL_RUN_ID } from '../../src/docker/labels.js';
+
+export const docker = new Docker();
+
+/**
+ * Whether a Docker daemon answers. With CI=true a missing daemon is an error, never a skip:
+ * Docker-backed suites call this at load time and `describe.runIf` on the result.
+ */
+export async function dockerAvailable(): Promise<boolean> {
+  try {
+    await docker.ping();
+    return true;
+  } catch (error) {
+    if (process.env.CI === 'true') {
+      throw new Error(`CI=true but no Docker daemon answers (${String(error)}); run .ci/setup-docker.sh`);
+    }
+    return false;
+  }
+}
+
+/** IPv4 address of the default bridge's gateway (the host as containers see it). */
+export async function bridgeGateway(): Promise<string> {
+  const network = (await docker.getNetwork('bridge').inspect()) as { IPAM?: { Config?: Array<{ Gateway?: string }> } };
+  const gateway = network.IPAM?.Config?.find((config) => config.Gateway)?.Gateway;
+  if (!gateway) throw new Error('the bridge network has no gateway');
+  return gateway;
+}
+
+/** Containers labelled as agent-worker's (running or not), optionally of one run. */
+export async function managedContainers(runId?: string): Promise<Docker.ContainerInfo[]> {
+  const label = [`${LABEL_MANAGED}=true`];
+  if (runId) label.push(`${LABEL_RUN_ID}=${runId}`);
+  return docker.listContainers({ all: true, filters: { label } });
+}
+
+/** Docker events between two times (seconds since epoch), of the given types. */
+export async function dockerEvents(since: number, until: number, types: string[]): Promise<Array<{ Type: string; Action: string }>> {
+  const stream = await docker.getEvents({ since, until, filters: { type: types as Array<"container" | "image"> } });
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks)
+    .toString('utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as { Type: string; Action: string });
+}
+
+/** Result of running the built CLI. */
+export interface CliResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+export const CLI = path.resolve(import.meta.dirname, '../../dist/src/cli.js');
+
+/** CA bundle the image build and the agent need on our machines (TLS-intercepting proxy). */
+export const TEST_CA_CERT = process.env.AGENT_WORKER_TEST_CA_CERT ?? '/etc/ssl/certs/ca-certificates.crt';
+
+/**
+ * Runs the built CLI (`dist/src/cli.js`) with `args`, no stdin unless given, and `env` on top of a
+ * minimal environment (PATH, HOME). Resolves when it exits.
+ */
+export function runCli(
+  args: string[],
+  options: { cwd: string; env?: Record<string, string>; input?: string; onSpawn?: (pid: number) => void; timeoutMs?: number },
+): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], {
+      cwd: options.cwd,
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ...options.env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+    if (options.input !== undefined) child.stdin.end(options.input);
+    else child.stdin.end();
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 600_000);
+    child.on('spawn', () => options.onSpawn?.(child.pid!));
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+}
