@@ -165,6 +165,7 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
     const apiHost = config.baseUrl ? new URL(config.baseUrl).hostname : DEFAULT_API_HOST;
     const plainEnv: Record<string, string> = { ...agentEnv.plain };
     if (config.caCert) plainEnv.NODE_EXTRA_CA_CERTS = '/etc/ssl/certs/ca-certificates.crt';
+    if (config.debug) plainEnv.AW_DEBUG = '1';
     container = await AgentContainer.create(docker.docker, {
       image: image.tag,
       runId,

@@ -196,6 +196,34 @@ describe.runIf(hasDocker)('agent-worker end to end (real Claude Code, scripted A
     });
   });
 
+  it('interrupt: SIGINT while the agent runs → exit 130, container removed, partial work committed, report printed', async () => {
+    const repo = makeRepo();
+    cleanup.push(repo);
+    const script: ScriptedTurn[] = [
+      { content: [{ type: 'tool_use', name: 'Write', input: { file_path: '/workspace/wip.txt', content: 'partial\n' } }], usage: { input: 50, output: 5 } },
+      { content: [{ type: 'text', text: 'stuck' }], usage: { input: 1, output: 1 }, stall: true },
+    ];
+    await withFixture(script, async (fixture) => {
+      let pid = 0;
+      const running = runCli(
+        ['--project', repo, '--base-url', `http://host.docker.internal:${fixture.port}`, '--ca-cert', TEST_CA_CERT, '--json', '--branch', 'e2e-int', '--task', 'Work until interrupted'],
+        { cwd: repo, env: { XDG_STATE_HOME: stateDir, ANTHROPIC_API_KEY: API_KEY }, onSpawn: (childPid) => (pid = childPid) },
+      );
+      // Wait until the agent is stuck in its second turn, then press Ctrl-C.
+      const deadline = Date.now() + 120_000;
+      while (!fixture.requests.some((request) => request.turn === 1) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(fixture.requests.some((request) => request.turn === 1)).toBe(true);
+      process.kill(pid, 'SIGINT');
+      const result = await running;
+      expect(result.code, result.stderr).toBe(130);
+      const report = parseReport(result);
+      expect(report.status).toBe('interrupted');
+      expect(git(repo, 'show', 'e2e-int:wip.txt')).toBe('partial\n');
+      expect(git(repo, 'status', '--porcelain', '--untracked-files=all')).toBe('');
+      expect(await managedContainers(report.runId)).toEqual([]);
+    });
+  });
+
   it('c. firewall: a second container on the bridge is unreachable, the fixture is reachable, iptables cannot be flushed', async () => {
     const repo = makeRepo();
     cleanup.push(repo);
