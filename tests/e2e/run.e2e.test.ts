@@ -66,7 +66,7 @@ async function withFixture<T>(script: ScriptedTurn[], body: (fixture: FakeAnthro
   }
 }
 
-describe.runIf(hasDocker)('agent-worker end to end (real Claude Code, scripted API)', () => {
+describe.runIf(hasDocker)('agent-worker end to end (real Claude Code, scripted API)', { timeout: 900_000 }, () => {
   it('a. multi-turn: creates, modifies and deletes files; the branch holds exactly that; the report adds up', async () => {
     const repo = makeRepo({
       'README.md': '# demo\n',

@@ -23,10 +23,13 @@ export async function dockerAvailable(): Promise<boolean> {
 
 /** IPv4 address of the default bridge's gateway (the host as containers see it). */
 export async function bridgeGateway(): Promise<string> {
-  const network = (await docker.getNetwork('bridge').inspect()) as { IPAM?: { Config?: Array<{ Gateway?: string }> } };
-  const gateway = network.IPAM?.Config?.find((config) => config.Gateway)?.Gateway;
-  if (!gateway) throw new Error('the bridge network has no gateway');
-  return gateway;
+  const network = (await docker.getNetwork('bridge').inspect()) as { IPAM?: { Config?: Array<{ Gateway?: string; Subnet?: string }> } };
+  const ipv4 = network.IPAM?.Config?.find((config) => config.Subnet?.includes('.'));
+  if (ipv4?.Gateway) return ipv4.Gateway;
+  // Older engines leave Gateway out of the default bridge's IPAM; Docker gives the bridge the subnet's first address.
+  const match = ipv4?.Subnet?.match(/^(\d+)\.(\d+)\.(\d+)\.(\d+)\/\d+$/);
+  if (!match) throw new Error('the bridge network has neither a gateway nor an IPv4 subnet');
+  return `${match[1]}.${match[2]}.${match[3]}.${Number(match[4]) + 1}`;
 }
 
 /** Containers labelled as agent-worker's (running or not), optionally of one run. */
