@@ -3,10 +3,10 @@
  * and the scripted Messages API fixture served on the Docker bridge gateway.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { startFakeAnthropic, type FakeAnthropic, type ScriptedTurn } from '../fixtures/fake-anthropic.js';
-import { bridgeGateway, docker, dockerAvailable, dockerEvents, managedContainers, runCli, TEST_CA_CERT, type CliResult } from '../helpers/docker.js';
+import { bridgeGateway, docker, dockerAvailable, managedContainers, runCli, TEST_CA_CERT, type CliResult } from '../helpers/docker.js';
 import { git, makeRepo, removeDir, tempDir } from '../helpers/git.js';
 import type { RunReport } from '../../src/report/types.js';
 
@@ -254,7 +254,7 @@ describe.runIf(hasDocker)('agent-worker end to end (real Claude Code, scripted A
           { content: [{ type: 'tool_use', name: 'Bash', input: { command: probe(peerIp, 8080, 'PEER') } }], usage: { input: 100, output: 10 } },
           {
             // The fixture's port is only known once it listens: read it from the agent's ANTHROPIC_BASE_URL.
-            content: [{ type: 'tool_use', name: 'Bash', input: { command: `hp=\${ANTHROPIC_BASE_URL#http://}; ${probe('\${hp%%:*}', '\${hp##*:}', 'FIXTURE')}` } }],
+            content: [{ type: 'tool_use', name: 'Bash', input: { command: `hp=\${ANTHROPIC_BASE_URL#http://}; ${probe('$' + '{hp%%:*}', '$' + '{hp##*:}', 'FIXTURE')}` } }],
             usage: { input: 100, output: 10 },
           },
           {
