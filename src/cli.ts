@@ -7,7 +7,7 @@
 import { Command, Option } from 'commander';
 import { VERSION } from './version.js';
 import { SETTINGS, loadConfig, type RawFlags } from './config.js';
-import { AgentWorkerError, ConfigError, ExitCode, errorMessage } from './errors.js';
+import { AgentWorkerError, ConfigError, ExitCode, ImageBuildError, errorMessage } from './errors.js';
 
 const HANDLED_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
@@ -54,6 +54,9 @@ function printError(error: unknown, debug: boolean): number {
       for (const problem of error.problems) process.stderr.write(`agent-worker: ${problem}\n`);
     } else {
       process.stderr.write(`agent-worker: ${error.message}\n`);
+    }
+    if (error instanceof ImageBuildError && error.logTail.length > 0) {
+      process.stderr.write(`  last lines of the build log:\n${error.logTail.map((line) => `    ${line}`).join('\n')}\n`);
     }
     if (error.hint) process.stderr.write(`  ${error.hint}\n`);
     if (debug && error.cause) process.stderr.write(`  cause: ${error.cause instanceof Error ? (error.cause.stack ?? error.cause.message) : String(error.cause)}\n`);

@@ -84,8 +84,17 @@ export class ImageBuildError extends AgentWorkerError {
     readonly logTail: string[],
     options?: { cause?: unknown },
   ) {
-    super(message, ExitCode.imageBuild, 'Fix the error above; `--debug` shows the whole build log. `--force-rebuild` rebuilds from scratch.', options);
+    super(message, ExitCode.imageBuild, buildHint(logTail), options);
   }
+}
+
+/** The hint for a failed build: names --ca-cert when the log shows a TLS trust failure. */
+function buildHint(logTail: string[]): string {
+  const text = logTail.join('\n');
+  if (/SELF_SIGNED_CERT|UNABLE_TO_GET_ISSUER_CERT|UNABLE_TO_VERIFY_LEAF_SIGNATURE|certificate verify failed|CERT_/.test(text)) {
+    return 'The build could not verify a TLS certificate: behind a TLS-intercepting proxy, pass its CA bundle with --ca-cert <file> (e.g. /etc/ssl/certs/ca-certificates.crt).';
+  }
+  return 'Fix the error above; `--debug` shows the whole build log, `--force-rebuild` rebuilds without the layer cache.';
 }
 
 /** Returns a readable message for any thrown value. */
