@@ -19,7 +19,10 @@ async function refused(repo: string, args: string[], env: Record<string, string>
   const since = Math.floor(Date.now() / 1000) - 1;
   const result = await runCli(['--project', repo, '--task', 'anything', ...args], { cwd: repo, env: { XDG_STATE_HOME: state, ...env } });
   const until = Math.floor(Date.now() / 1000) + 1;
-  const events = await dockerEvents(since, until, ['container', 'image']);
+  // Only creations count: another suite's cleanup (image delete) may fall in the same second.
+  const events = (await dockerEvents(since, until, ['container', 'image'])).filter(
+    (event) => (event.Type === 'container' && event.Action === 'create') || (event.Type === 'image' && ['tag', 'build', 'pull', 'import', 'load'].includes(event.Action)),
+  );
   return { result, events };
 }
 
