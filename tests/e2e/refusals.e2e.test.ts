@@ -16,9 +16,9 @@ afterAll(() => cleanup.forEach(removeDir));
 async function refused(repo: string, args: string[], env: Record<string, string>): Promise<{ result: CliResult; events: Array<{ Type: string; Action: string }> }> {
   const state = tempDir('aw-state-');
   cleanup.push(state);
-  const since = Math.floor(Date.now() / 1000) - 1;
+  const since = Date.now() / 1000;
   const result = await runCli(['--project', repo, '--task', 'anything', ...args], { cwd: repo, env: { XDG_STATE_HOME: state, ...env } });
-  const until = Math.floor(Date.now() / 1000) + 1;
+  const until = Date.now() / 1000 + 0.5;
   // Only creations count: another suite's cleanup (image delete) may fall in the same second.
   const events = (await dockerEvents(since, until, ['container', 'image'])).filter(
     (event) => (event.Type === 'container' && event.Action === 'create') || (event.Type === 'image' && ['tag', 'build', 'pull', 'import', 'load'].includes(event.Action)),

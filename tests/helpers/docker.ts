@@ -39,9 +39,9 @@ export async function managedContainers(runId?: string): Promise<Docker.Containe
   return docker.listContainers({ all: true, filters: { label } });
 }
 
-/** Docker events between two times (seconds since epoch), of the given types. */
+/** Docker events between two times (seconds since the epoch, fractions allowed), of the given types. */
 export async function dockerEvents(since: number, until: number, types: string[]): Promise<Array<{ Type: string; Action: string }>> {
-  const stream = await docker.getEvents({ since, until, filters: { type: types as Array<"container" | "image"> } });
+  const stream = await docker.getEvents({ since: since.toFixed(3) as unknown as number, until: until.toFixed(3) as unknown as number, filters: { type: types as Array<"container" | "image"> } });
   const chunks: Buffer[] = [];
   for await (const chunk of stream) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks)
