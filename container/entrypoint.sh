@@ -15,6 +15,14 @@
 #                         NUL). Read into the agent's environment only, and deleted before anything runs.
 #   /run/agent-worker/task     optional; the task text. Deleted, and handed to the agent as its stdin
 #                         (stdin is /dev/null without it).
+#   env AW_WORKSPACE      `mount` (default): /workspace is the host's bind-mounted work tree; this script
+#                         execs the agent and the host commits. `copy`: /workspace is made here from
+#                         /run/agent-worker/repo.bundle (a git bundle whose HEAD is AW_BASE_COMMIT), on a
+#                         new branch AW_BRANCH; the agent runs as a child; when it ends (or SIGTERM/SIGINT/
+#                         SIGHUP asks it to), every process it left is killed and collect.sh, as the agent's
+#                         user, commits what is uncommitted (message: /run/agent-worker/commit-message) and
+#                         bundles base..HEAD into /run/agent-worker-out/ for the host to fetch.
+#   env AW_GIT_NAME, AW_GIT_EMAIL  copy mode: the identity of commits made in the container
 #
 # Output: stdout belongs to the agent; this script writes to stderr only, every line prefixed
 # "agent-worker:", and never writes a secret value.
@@ -26,6 +34,7 @@
 #                   secrets or task file is unreadable, HOME or /etc/passwd could not be set up, or the
 #                   agent's privileges were found not dropped
 #   78  (EX_CONFIG) the egress firewall could not be set up
+#   75  (EX_TEMPFAIL) copy mode: the agent ran, but collecting its work failed (see stderr)
 set -euo pipefail
 
 readonly RUN_DIR=/run/agent-worker
@@ -33,6 +42,10 @@ readonly SECRETS_FILE="$RUN_DIR/secrets"
 readonly TASK_FILE="$RUN_DIR/task"
 readonly FIREWALL=/usr/local/bin/agent-worker-firewall
 readonly AGENT_HOME=/home/agent
+readonly WORKSPACE=/workspace
+readonly OUT_DIR=/run/agent-worker-out
+readonly COLLECT=/usr/local/bin/agent-worker-collect
+readonly MODE=${AW_WORKSPACE:-mount}
 
 # Run by bash -c as the agent, right before its exec: a fixed script, its inputs are AW_UID/AW_GID in
 # the environment and the agent's argv. Exits 71 unless every capability set is empty, no_new_privs is
@@ -114,6 +127,15 @@ is_id() { [[ $1 =~ ^(0|[1-9][0-9]{0,9})$ ]] && (($1 < 4294967295)); }
 is_id "$AW_UID" || die 64 "AW_UID must be a numeric user id, got '$AW_UID'"
 is_id "$AW_GID" || die 64 "AW_GID must be a numeric group id, got '$AW_GID'"
 (($# > 0)) || die 64 "no agent command given (the container's arguments are the agent's command line)"
+case $MODE in
+  mount) ;;
+  copy)
+    [[ ${AW_BRANCH:-} =~ ^[^[:space:]]+$ ]] || die 64 "AW_BRANCH must name the branch to work on"
+    [[ ${AW_BASE_COMMIT:-} =~ ^[0-9a-f]{40}([0-9a-f]{24})?$ ]] || die 64 "AW_BASE_COMMIT must be a full commit id"
+    [[ -r $RUN_DIR/repo.bundle ]] || die 71 "copy mode: $RUN_DIR/repo.bundle is missing"
+    ;;
+  *) die 64 "AW_WORKSPACE must be mount or copy, got '$MODE'" ;;
+esac
 
 # The capabilities this script needs for step 4 (bit numbers from linux/capability.h). Checked up front
 # because setpriv does not fail without CAP_SETPCAP: it silently leaves the bounding set, and uid 0 then
@@ -168,19 +190,96 @@ fi
 debug "agent runs as $AW_UID:$AW_GID with HOME=$HOME: $*"
 
 # --- 4. become the agent ----------------------------------------------------------------------------------
-# Secrets enter the environment only now, for the exec.
+# setpriv: real/effective/saved uid and gid, no supplementary groups, and no capabilities — inheritable,
+# ambient and bounding sets emptied, so permitted/effective are empty after the exec even for uid 0.
+# no_new_privs: setuid/file-capability binaries grant nothing.
+as_agent_user() {
+  /usr/bin/setpriv \
+    --reuid="$AW_UID" --regid="$AW_GID" --clear-groups \
+    --inh-caps=-all --ambient-caps=-all --bounding-set=-all \
+    --no-new-privs \
+    -- "$@"
+}
+# git as the agent's user, with nothing from the repository's config able to run code.
+git_as_agent() {
+  as_agent_user git -c core.hooksPath=/dev/null -c core.fsmonitor=false -c commit.gpgSign=false \
+    -c safe.directory="$WORKSPACE" -C "$WORKSPACE" "$@"
+}
+
+if [[ $MODE == copy ]]; then
+  # The bundle moves out of the root-only folder so the agent's user can read it; the work tree is
+  # made by that user, so every file in it is the user's.
+  bundle=/tmp/agent-worker-repo.bundle
+  mv -f -- "$RUN_DIR/repo.bundle" "$bundle" && chmod 0444 -- "$bundle" || die 71 "cannot prepare the repository bundle"
+  commit_message="agent-worker: work of the agent"
+  if [[ -r $RUN_DIR/commit-message ]]; then
+    commit_message=$(<"$RUN_DIR/commit-message")
+    rm -f -- "$RUN_DIR/commit-message"
+  fi
+  chown -- "$AW_UID:$AW_GID" "$WORKSPACE" || die 71 "cannot chown $WORKSPACE"
+  {
+    git_as_agent init --quiet --initial-branch="$AW_BRANCH" &&
+      git_as_agent fetch --quiet --no-tags "$bundle" HEAD &&
+      [[ $(git_as_agent rev-parse FETCH_HEAD) == "$AW_BASE_COMMIT" ]] &&
+      git_as_agent reset --quiet --hard FETCH_HEAD &&
+      git_as_agent config user.name "${AW_GIT_NAME:-agent-worker}" &&
+      git_as_agent config user.email "${AW_GIT_EMAIL:-agent-worker@localhost}"
+  } >&2 || die 71 "cannot make the workspace from the repository bundle"
+  rm -f -- "$bundle"
+  install -d -m 0700 -o "$AW_UID" -g "$AW_GID" -- "$OUT_DIR" || die 71 "cannot create $OUT_DIR"
+  debug "workspace copied in at $AW_BASE_COMMIT on branch $AW_BRANCH"
+fi
+
+# Secrets enter the environment only now, for the agent.
 for i in "${!secret_names[@]}"; do
   export -- "${secret_names[i]}=${secret_values[i]}" || die 64 "cannot set secret ${secret_names[i]}"
 done
 unset secret_names secret_values i
 
-# setpriv: real/effective/saved uid and gid, no supplementary groups, and no capabilities — inheritable,
-# ambient and bounding sets emptied, so permitted/effective are empty after the exec even for uid 0.
-# no_new_privs: setuid/file-capability binaries grant nothing. Then VERIFY_DROPPED, running as the
-# agent, checks all of that in /proc/self/status before it execs the agent's argv. stdin is the task
-# (fd 3), which is then closed.
-exec /usr/bin/setpriv \
-  --reuid="$AW_UID" --regid="$AW_GID" --clear-groups \
-  --inh-caps=-all --ambient-caps=-all --bounding-set=-all \
-  --no-new-privs \
-  -- /bin/bash -c "$VERIFY_DROPPED" agent-worker "$@" <&3 3<&-
+if [[ $MODE == mount ]]; then
+  # VERIFY_DROPPED, running as the agent, checks the dropped privileges in /proc/self/status before it
+  # execs the agent's argv. stdin is the task (fd 3), which is then closed.
+  exec /usr/bin/setpriv \
+    --reuid="$AW_UID" --regid="$AW_GID" --clear-groups \
+    --inh-caps=-all --ambient-caps=-all --bounding-set=-all \
+    --no-new-privs \
+    -- /bin/bash -c "$VERIFY_DROPPED" agent-worker "$@" <&3 3<&-
+fi
+
+# Copy mode: this script stays PID 1 and supervises. A stop request (the host's `docker stop` at a
+# timeout or interrupt) is passed on to the agent, which gets STOP_GRACE_TENTHS to end.
+readonly STOP_GRACE_TENTHS=20
+stop_requested=0
+on_stop() {
+  stop_requested=1
+  kill -TERM "$agent_pid" 2>/dev/null || true
+}
+trap on_stop TERM INT HUP
+as_agent_user /bin/bash -c "$VERIFY_DROPPED" agent-worker "$@" <&3 3<&- &
+agent_pid=$!
+exec 3<&-
+agent_status=0
+while :; do
+  if wait "$agent_pid"; then agent_status=0; else agent_status=$?; fi
+  kill -0 "$agent_pid" 2>/dev/null || break
+  if ((stop_requested)); then
+    for ((tenth = 0; tenth < STOP_GRACE_TENTHS; tenth++)); do
+      kill -0 "$agent_pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$agent_pid" 2>/dev/null || true
+  fi
+done
+trap '' TERM INT HUP
+# Nothing the agent started may run on while its work is collected: kill every process but this one.
+for proc in /proc/[0-9]*; do
+  pid=${proc#/proc/}
+  ((pid == $$)) || kill -KILL "$pid" 2>/dev/null || true
+done
+debug "agent ended with status $agent_status (stop requested: $stop_requested); collecting"
+if ! AW_AGENT_STATUS=$agent_status AW_COMMIT_MESSAGE=$commit_message AW_OUT_DIR=$OUT_DIR \
+  as_agent_user "$COLLECT" >&2; then
+  log "collecting the agent's work failed"
+  exit 75
+fi
+exit "$agent_status"

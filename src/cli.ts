@@ -28,7 +28,7 @@ function buildProgram(): Command {
   for (const key of ['agentType', 'model', 'maxTurns', 'apiKey', 'oauthToken', 'baseUrl'] as const) add(key);
   for (const key of ['timeout', 'timezone', 'caCert'] as const) add(key);
   add('allowHost', true);
-  for (const key of ['remoteDocker', 'forceRebuild', 'envFile', 'json', 'debug'] as const) add(key);
+  for (const key of ['remoteDocker', 'workspace', 'tlsCa', 'tlsCert', 'tlsKey', 'sshKey', 'insecureDocker', 'forceRebuild', 'envFile', 'json', 'debug'] as const) add(key);
   program.addHelpText(
     'after',
     `
@@ -113,6 +113,7 @@ async function main(argv: string[]): Promise<number> {
     const progress = await createProgress({ enabled: !config.json && !config.debug, stream: process.stderr });
     const result = await runTask(config, {
       progress,
+      notice: (text) => progress.log(text),
       signal: controller.signal,
       env: process.env,
       uid: process.getuid?.() ?? 1000,

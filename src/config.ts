@@ -32,7 +32,16 @@ export interface RawFlags {
   caCert?: string;
   allowHost?: string[];
   envFile?: string;
+  workspace?: string;
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  insecureDocker?: boolean;
+  sshKey?: string;
 }
+
+/** How the workspace reaches the container: bind mount, or copied in (and the commits bundled out). */
+export type WorkspaceMode = 'mount' | 'copy';
 
 /** The validated configuration of one run. */
 export interface RunConfig {
@@ -63,6 +72,14 @@ export interface RunConfig {
   allowHosts: string[];
   /** The `.env` file that was read, if any. */
   envFile?: string;
+  /** Requested workspace mode; undefined = mount for a local daemon, copy for a remote one. */
+  workspace?: WorkspaceMode;
+  /** TLS material for a tcp:// daemon, from --tls-ca/--tls-cert/--tls-key (PEM file paths). */
+  tls: { ca?: string; cert?: string; key?: string };
+  /** Allow plain (unauthenticated) tcp:// to a non-loopback daemon. */
+  insecureDocker: boolean;
+  /** Private key file for ssh:// daemons (else the ssh agent and ~/.ssh/id_*). */
+  sshKey?: string;
 }
 
 /** Where each setting is read from: flag name, environment variable, default. Drives `--help` and the README table. */
@@ -86,6 +103,12 @@ export const SETTINGS = {
   caCert: { flag: '--ca-cert <file>', env: 'AGENT_WORKER_CA_CERT', help: 'extra CA certificates (PEM) trusted in the image and by the agent', default: undefined },
   allowHost: { flag: '--allow-host <host>', env: 'AGENT_ALLOW_HOSTS', help: 'extra host the agent may reach (repeatable; env: comma-separated)', default: 'none' },
   envFile: { flag: '--env-file <path>', env: 'AGENT_WORKER_ENV_FILE', help: '.env file to read', default: '<project>/.env' },
+  workspace: { flag: '--workspace <mode>', env: 'AGENT_WORKER_WORKSPACE', help: 'mount (bind-mount the work tree) or copy (copy the repository in, bring the commits back)', default: 'mount; copy for a remote daemon' },
+  tlsCa: { flag: '--tls-ca <file>', env: 'AGENT_WORKER_TLS_CA', help: 'CA certificate (PEM) that signed the tcp:// daemon\'s certificate', default: '$DOCKER_CERT_PATH/ca.pem with DOCKER_TLS_VERIFY=1' },
+  tlsCert: { flag: '--tls-cert <file>', env: 'AGENT_WORKER_TLS_CERT', help: 'client certificate (PEM) for the tcp:// daemon', default: '$DOCKER_CERT_PATH/cert.pem' },
+  tlsKey: { flag: '--tls-key <file>', env: 'AGENT_WORKER_TLS_KEY', help: 'client key (PEM) for the tcp:// daemon', default: '$DOCKER_CERT_PATH/key.pem' },
+  insecureDocker: { flag: '--insecure-docker', env: 'AGENT_WORKER_INSECURE_DOCKER', help: 'allow plain unauthenticated tcp:// to a non-loopback daemon', default: 'off' },
+  sshKey: { flag: '--ssh-key <file>', env: 'AGENT_WORKER_SSH_KEY', help: 'private key for ssh:// daemons', default: 'ssh agent, ~/.ssh/id_ed25519, id_ecdsa, id_rsa' },
 } as const;
 
 /** Injected process surroundings, so loading is testable. */
@@ -211,6 +234,35 @@ export async function loadConfig(flags: RawFlags, context: ConfigContext): Promi
     if (!isHostName(host)) problems.push(`--allow-host: ${JSON.stringify(host)} is not a host name or IP address.`);
   }
 
+  const workspaceRaw = pick(flags.workspace, 'AGENT_WORKER_WORKSPACE');
+  if (workspaceRaw !== undefined && workspaceRaw !== 'mount' && workspaceRaw !== 'copy') {
+    problems.push(`--workspace: ${JSON.stringify(workspaceRaw)} is not a workspace mode; use mount or copy.`);
+  }
+  const tls: RunConfig['tls'] = {};
+  for (const [key, flag, name] of [['ca', '--tls-ca', 'AGENT_WORKER_TLS_CA'], ['cert', '--tls-cert', 'AGENT_WORKER_TLS_CERT'], ['key', '--tls-key', 'AGENT_WORKER_TLS_KEY']] as const) {
+    const flagValue = key === 'ca' ? flags.tlsCa : key === 'cert' ? flags.tlsCert : flags.tlsKey;
+    const value = pick(flagValue, name);
+    if (value === undefined) continue;
+    const resolved = path.resolve(context.cwd, value);
+    try {
+      await readFile(resolved);
+      tls[key] = resolved;
+    } catch (error) {
+      problems.push(`${flag}: cannot read ${resolved} (${(error as NodeJS.ErrnoException).code ?? String(error)}).`);
+    }
+  }
+  if ((tls.cert === undefined) !== (tls.key === undefined)) problems.push('--tls-cert and --tls-key: give both or neither.');
+  const sshKeyRaw = pick(flags.sshKey, 'AGENT_WORKER_SSH_KEY');
+  let sshKey: string | undefined;
+  if (sshKeyRaw !== undefined) {
+    sshKey = path.resolve(context.cwd, sshKeyRaw);
+    try {
+      await readFile(sshKey);
+    } catch (error) {
+      problems.push(`--ssh-key: cannot read ${sshKey} (${(error as NodeJS.ErrnoException).code ?? String(error)}).`);
+    }
+  }
+
   const debugEnv = nonEmpty(env.DEBUG) ?? nonEmpty(fileValues.DEBUG);
   const debug =
     flags.debug ??
@@ -235,6 +287,10 @@ export async function loadConfig(flags: RawFlags, context: ConfigContext): Promi
     caCert,
     allowHosts,
     envFile: envFileRead,
+    workspace: workspaceRaw === 'mount' || workspaceRaw === 'copy' ? workspaceRaw : undefined,
+    tls,
+    insecureDocker: pickBool(flags.insecureDocker, 'AGENT_WORKER_INSECURE_DOCKER', '--insecure-docker'),
+    sshKey,
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

@@ -6,17 +6,34 @@
  * failures are thrown as typed errors for `cli.ts` to show.
  */
 import { randomBytes } from 'node:crypto';
+import os from 'node:os';
 import path from 'node:path';
-import { stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import createDebug from 'debug';
-import type { RunConfig } from './config.js';
+import type { RunConfig, WorkspaceMode } from './config.js';
 import { AgentWorkerError, DockerError, ExitCode, PreflightError, errorMessage } from './errors.js';
 import { getAgentPlugin } from '../agents/index.js';
 import type { AgentEvent, AgentOutcome, AgentPlugin } from '../agents/types.js';
-import { abandonBranch, assertClean, assertNewBranch, commitAll, createBranch, diffChanges, isClean, openRepo, readHead, type Repo } from './git/repo.js';
+import {
+  abandonBranch,
+  assertClean,
+  assertNewBranch,
+  checkoutBranch,
+  commitAll,
+  createBranch,
+  createBranchAt,
+  createBundle,
+  diffChanges,
+  fetchBundle,
+  gitIdentity,
+  isClean,
+  openRepo,
+  readHead,
+  type Repo,
+} from './git/repo.js';
 import { connectDocker, type DockerConnection } from './docker/client.js';
 import { ensureImage } from './docker/image.js';
-import { AgentContainer, FIREWALL_EXIT_CODE, WORKSPACE_DIR, type ContainerExit } from './docker/container.js';
+import { AgentContainer, FIREWALL_EXIT_CODE, WORKSPACE_DIR, type ContainerExit, type WorkspaceSpec } from './docker/container.js';
 import { LineSplitter } from './stream/lines.js';
 import { RunLog, runsRoot } from './report/run-log.js';
 import type { RunReport, RunStatus } from './report/types.js';
@@ -38,6 +55,8 @@ export interface RunContext {
   /** Aborted (with the signal's name as reason, e.g. "SIGINT") when the user interrupts. */
   signal: AbortSignal;
   env: NodeJS.ProcessEnv;
+  /** Messages the user always sees on stderr (e.g. which Docker daemon is used). */
+  notice: (text: string) => void;
   /** The agent runs as this uid:gid (the invoking user's). */
   uid: number;
   gid: number;
@@ -65,11 +84,20 @@ export function interruptExitCode(signalName: unknown): (typeof ExitCode)['sighu
 }
 
 /** The text appended to the agent's system prompt. */
-export function systemPromptAddition(branch: string): string {
+export function systemPromptAddition(branch: string, workspace: WorkspaceMode = 'mount'): string {
+  const git =
+    workspace === 'mount'
+      ? [
+          `agent-worker commits all your changes to the branch "${branch}" when you finish, so do not run`,
+          'git commit, git add, git checkout or other commands that write to .git: .git is read-only here.',
+        ]
+      : [
+          `You are on the branch "${branch}"; you may commit your work there. agent-worker commits whatever`,
+          'is left uncommitted when you finish and brings the branch back to the user.',
+        ];
   return [
     'You are running unattended inside agent-worker, in a container with the repository at /workspace.',
-    `agent-worker commits all your changes to the branch "${branch}" when you finish, so do not run`,
-    'git commit, git add, git checkout or other commands that write to .git: .git is read-only here.',
+    ...git,
     'Network access is limited to the model API and explicitly allowed hosts.',
   ].join(' ');
 }
@@ -85,15 +113,21 @@ export function newRunId(now: Date): string {
   return `${now.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15)}-${randomBytes(3).toString('hex')}`;
 }
 
+/** What preflight established. */
+export interface Preflight {
+  repo: Repo;
+  branch: string;
+  plugin: AgentPlugin;
+  docker: DockerConnection;
+  workspace: WorkspaceMode;
+}
+
 /**
  * Checks everything that can be checked before anything is created: repository, clean tree,
- * branch name, agent, credentials, Docker daemon.
+ * branch name, agent, credentials, Docker daemon and the workspace mode it allows.
  * @throws PreflightError / DockerError with their own exit codes.
  */
-export async function preflight(
-  config: RunConfig,
-  context: RunContext,
-): Promise<{ repo: Repo; branch: string; plugin: AgentPlugin; docker: DockerConnection }> {
+export async function preflight(config: RunConfig, context: RunContext): Promise<Preflight> {
   context.progress.phase('Checking the repository');
   const repo = await openRepo(config.project);
   await assertClean(repo);
@@ -110,41 +144,70 @@ export async function preflight(
   }
   throwIfAborted(context.signal);
   context.progress.phase('Connecting to Docker');
-  const docker = await connectDocker(config.dockerHost);
-  if (!docker.info.seesHostPaths) {
+  const docker = await connectDocker({
+    dockerHost: config.dockerHost,
+    tls: config.tls,
+    insecure: config.insecureDocker,
+    sshKey: config.sshKey,
+    env: context.env,
+    home: context.env.HOME || os.homedir(),
+  });
+  const info = docker.info;
+  context.notice(`Docker daemon: ${info.endpoint} (${info.source}) · ${info.name} · engine ${info.version} · ${info.platform}`);
+  let workspace: WorkspaceMode = config.workspace ?? (info.seesHostPaths ? 'mount' : 'copy');
+  if (!info.seesHostPaths && workspace === 'mount') {
     throw new DockerError(
-      `The Docker daemon at ${docker.info.endpoint} (${docker.info.name}) runs on another machine and cannot see ${repo.root}.`,
+      `The Docker daemon at ${info.endpoint} (${info.name}) runs on another machine and cannot see ${repo.root}, so it cannot bind-mount it.`,
       ExitCode.docker,
-      'Copying the workspace to a remote daemon is not supported yet; run against a local daemon (drop --remote-docker / DOCKER_HOST).',
+      'Use --workspace copy (the default for remote daemons): the repository is copied in and the agent\'s commits come back.',
     );
   }
-  context.progress.succeed(`Docker ${docker.info.version} (${docker.info.platform}) at ${docker.info.endpoint}`);
-  return { repo, branch, plugin, docker };
+  if (!info.seesHostPaths) workspace = 'copy';
+  context.progress.succeed(`Docker ${info.version} (${info.platform}) at ${info.endpoint} · workspace: ${workspace}`);
+  return { repo, branch, plugin, docker, workspace };
 }
 
 /**
- * Runs one task end to end and returns its report. The container is removed and the agent's work
- * committed in every case once the branch exists; a failure before the agent starts puts the
- * repository back as it was.
- * @throws AgentWorkerError subclasses for failures before the agent ran (preflight, image, container setup).
+ * Runs one task end to end and returns its report. Once the agent has started, its work ends up on
+ * the branch in every case (success, failure, timeout, interrupt) and the container is removed; a
+ * failure before the agent starts leaves the repository as it was.
+ * @throws AgentWorkerError subclasses for failures before the agent ran (preflight, image, container
+ *   setup), and for losing the daemon or the work mid-run (after keeping what could be kept).
  */
 export async function runTask(config: RunConfig, context: RunContext): Promise<RunResult> {
   const started = Date.now();
-  const { repo, branch, plugin, docker } = await preflight(config, context);
+  const { repo, branch, plugin, docker, workspace } = await preflight(config, context);
   throwIfAborted(context.signal);
 
   const runId = newRunId(new Date());
   const credentials = { apiKey: config.apiKey, oauthToken: config.oauthToken, baseUrl: config.baseUrl };
   const agentEnv = plugin.env(credentials);
   const runLog = await RunLog.open(runsRoot(context.env), runId, Object.values(agentEnv.secret));
-  runLog.note(`run ${runId}: agent-worker ${VERSION}, project ${repo.root}, branch ${branch}, daemon ${docker.info.endpoint}`);
+  runLog.note(`run ${runId}: agent-worker ${VERSION}, project ${repo.root}, branch ${branch}, daemon ${docker.info.endpoint}, workspace ${workspace}`);
+  const scratch = await mkdtemp(path.join(os.tmpdir(), `agent-worker-${runId}-`));
 
   const head = await readHead(repo);
-  await createBranch(repo, branch, head.commit);
-  runLog.note(`base commit ${head.commit}; created and checked out ${branch}`);
+  const message = commitMessage(config.task, runId, 'success');
+  let workspaceSpec: WorkspaceSpec;
+  if (workspace === 'mount') {
+    await createBranch(repo, branch, head.commit);
+    runLog.note(`base commit ${head.commit}; created and checked out ${branch}`);
+    workspaceSpec = { mode: 'mount', workTree: repo.root, gitDir: path.join(repo.root, '.git') };
+  } else {
+    const bundleFile = path.join(scratch, 'repo.bundle');
+    await createBundle(repo, bundleFile);
+    const identity = await gitIdentity(repo);
+    runLog.note(`base commit ${head.commit}; bundled for copy-in (${(await stat(bundleFile)).size} bytes)`);
+    workspaceSpec = { mode: 'copy', bundleFile, baseCommit: head.commit, branch, commitMessage: message, gitName: identity.name, gitEmail: identity.email };
+  }
 
   let container: AgentContainer | undefined;
   let agentStarted = false;
+  /** Puts the agent's work on the branch (copy mode: fetched from the stopped container). */
+  const keepWork = async (status: RunStatus): Promise<string> => {
+    if (workspace === 'mount') return commitAll(repo, commitMessage(config.task, runId, status));
+    return bringBackCopy(repo, container, scratch, branch, head.commit, runLog);
+  };
   try {
     context.progress.phase('Building the image');
     const image = await ensureImage(
@@ -161,7 +224,7 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
     context.progress.succeed(`Image ${image.tag} ${image.built ? 'built' : 'cached'}`);
     throwIfAborted(context.signal);
 
-    context.progress.phase('Starting the container');
+    context.progress.phase(workspace === 'copy' ? 'Starting the container (copying the repository in)' : 'Starting the container');
     const apiHost = config.baseUrl ? new URL(config.baseUrl).hostname : DEFAULT_API_HOST;
     const plainEnv: Record<string, string> = { ...agentEnv.plain };
     if (config.caCert) plainEnv.NODE_EXTRA_CA_CERTS = '/etc/ssl/certs/ca-certificates.crt';
@@ -170,11 +233,11 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
       image: image.tag,
       runId,
       toolVersion: VERSION,
-      workTree: repo.root,
-      gitDir: await gitDirOf(repo),
+      workspace: workspaceSpec,
+      project: repo.root,
       uid: context.uid,
       gid: context.gid,
-      command: plugin.argv({ model: config.model, maxTurns: config.maxTurns, appendSystemPrompt: systemPromptAddition(branch) }),
+      command: plugin.argv({ model: config.model, maxTurns: config.maxTurns, appendSystemPrompt: systemPromptAddition(branch, workspace) }),
       env: plainEnv,
       secrets: agentEnv.secret,
       task: config.task,
@@ -195,13 +258,15 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
         'Check that every --allow-host and the --base-url host resolve from the Docker host; run with --debug for details.',
       );
     }
-    await container.remove();
     context.progress.succeed(`Agent ${describeExit(exit)}`);
 
     context.progress.phase('Collecting changes');
     const status = runStatus(exit, outcome);
-    const report = await collect({
-      ...{ repo, runId, branch, base: head.commit, status, exit, outcome, config, started, plugin },
+    const headCommit = await keepWork(status);
+    await container.remove();
+    if (workspace === 'copy') await checkoutIfClean(repo, branch, runLog);
+    const report = await buildReport({
+      ...{ repo, runId, branch, base: head.commit, headCommit, status, exit, outcome, config, started, plugin },
       image: { tag: image.tag, built: image.built, buildMs: image.durationMs },
       logDir: runLog.dir,
     });
@@ -212,17 +277,59 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
   } catch (error) {
     context.progress.fail();
     runLog.note(`failed: ${errorMessage(error)}`);
-    if (container) await container.remove().catch((removeError: unknown) => log('remove: %s', errorMessage(removeError)));
     if (!agentStarted) {
-      await abandonBranch(repo, branch, head).catch((undoError: unknown) => log('abandon branch: %s', errorMessage(undoError)));
-    } else {
-      // The agent ran: keep whatever it did on the branch.
+      if (workspace === 'mount') await abandonBranch(repo, branch, head).catch((undoError: unknown) => log('abandon branch: %s', errorMessage(undoError)));
+    } else if (!(await branchExistsAt(repo, branch))) {
+      // The agent ran: keep whatever can be kept on the branch.
+      await keepWork('agent_error').catch((keepError: unknown) => runLog.note(`keeping the work failed: ${errorMessage(keepError)}`));
+      if (workspace === 'copy' && !(await branchExistsAt(repo, branch))) await createBranchAt(repo, branch, head.commit).catch(() => undefined);
+    } else if (workspace === 'mount') {
       await commitAll(repo, commitMessage(config.task, runId, 'agent_error')).catch(() => undefined);
     }
-    if (context.signal.aborted) throw new InterruptedError(String(context.signal.reason));
+    if (container) await container.remove().catch((removeError: unknown) => log('remove: %s', errorMessage(removeError)));
+    if (context.signal.aborted && !agentStarted) throw new InterruptedError(String(context.signal.reason));
     throw error;
   } finally {
     await runLog.close();
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Copy mode: fetches the container's output folder and the agent's commits (a bundle of base..HEAD)
+ * into `refs/heads/<branch>`; with no bundle (nothing changed) the branch is made at the base commit.
+ * @returns the branch's head commit.
+ */
+async function bringBackCopy(repo: Repo, container: AgentContainer | undefined, scratch: string, branch: string, base: string, runLog: RunLog): Promise<string> {
+  if (!container) throw new AgentWorkerError('No container to collect the work from.', ExitCode.collect);
+  const outDir = path.join(scratch, 'out');
+  await mkdir(outDir, { recursive: true, mode: 0o700 });
+  const files = await container.fetchCopyOutput(outDir);
+  runLog.note(`fetched from the container: ${files.join(', ') || 'nothing'}`);
+  const bundle = files.find((file) => path.basename(file) === 'work.bundle');
+  const result = files.find((file) => path.basename(file) === 'result');
+  if (!result) {
+    throw new AgentWorkerError("The container did not finish collecting the agent's work (no result file).", ExitCode.collect, 'See agent.stderr.log in the run\'s log folder.');
+  }
+  if (!bundle) {
+    await createBranchAt(repo, branch, base);
+    return base;
+  }
+  return fetchBundle(repo, path.join(outDir, bundle), branch);
+}
+
+/** Copy mode: checks the branch out at the end, as mount mode leaves it, when the user's tree is still clean. */
+async function checkoutIfClean(repo: Repo, branch: string, runLog: RunLog): Promise<void> {
+  if (await isClean(repo)) await checkoutBranch(repo, branch);
+  else runLog.note(`working tree changed during the run; ${branch} was created but not checked out`);
+}
+
+async function branchExistsAt(repo: Repo, branch: string): Promise<boolean> {
+  try {
+    await repo.git.raw(['rev-parse', '--verify', `refs/heads/${branch}`]);
+    return true;
+  } catch {
+    return false;
   }
 }
 
@@ -293,12 +400,13 @@ async function runAgent(
   return { exit, outcome: parser.outcome(), stderrTail };
 }
 
-/** Commits the agent's work and reads the changes into the report. */
-async function collect(input: {
+/** Reads the changes base..head into the report. */
+async function buildReport(input: {
   repo: Repo;
   runId: string;
   branch: string;
   base: string;
+  headCommit: string;
   status: RunStatus;
   exit: ContainerExit;
   outcome: AgentOutcome;
@@ -308,10 +416,9 @@ async function collect(input: {
   plugin: AgentPlugin;
   image: RunReport['image'];
 }): Promise<RunReport> {
-  const { repo, outcome } = input;
-  const headCommit = await commitAll(repo, commitMessage(input.config.task, input.runId, input.status));
+  const { repo, outcome, headCommit } = input;
   const changes = await diffChanges(repo, input.base, headCommit);
-  if (!(await isClean(repo))) log('work tree not clean after commit (submodule or ignored-file edge case)');
+  if (!(await isClean(repo))) log('work tree not clean after the run (submodule or ignored-file edge case)');
   return {
     runId: input.runId,
     status: input.status,
@@ -370,13 +477,6 @@ function describeExit(exit: ContainerExit): string {
 
 function throwIfAborted(signal: AbortSignal): void {
   if (signal.aborted) throw new InterruptedError(String(signal.reason));
-}
-
-/** The repository's `.git` path on the host (a folder, or a file for worktrees). */
-async function gitDirOf(repo: Repo): Promise<string> {
-  const gitPath = path.join(repo.root, '.git');
-  await stat(gitPath);
-  return gitPath;
 }
 
 export { WORKSPACE_DIR };

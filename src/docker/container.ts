@@ -3,11 +3,14 @@
  * through the archive API (never in the container's config), output attached before start and
  * demultiplexed as it arrives, a host-enforced timeout, and removal that is safe to repeat.
  */
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { PassThrough, type Readable } from 'node:stream';
 import { pack as tarPack } from 'tar-stream';
 import type Docker from 'dockerode';
 import createDebug from 'debug';
 import { DockerError, ExitCode, errorMessage } from '../errors.js';
+import { extractSafely } from './archive.js';
 import { LABEL_MANAGED, LABEL_PID, LABEL_PROJECT, LABEL_RUN_ID, LABEL_VERSION } from './labels.js';
 
 const log = createDebug('agent-worker:docker');
@@ -18,10 +21,17 @@ export const WORKSPACE_DIR = '/workspace';
 export const HANDOFF_DIR = '/run/agent-worker';
 /** Exit code of the entrypoint when the firewall could not be set up (the agent never started). */
 export const FIREWALL_EXIT_CODE = 78;
-/** Capabilities the entrypoint needs (firewall, user switch); it drops them all before the agent starts. */
-export const ENTRYPOINT_CAPABILITIES = ['NET_ADMIN', 'NET_RAW', 'SETUID', 'SETGID', 'SETPCAP', 'CHOWN'];
-/** Seconds between SIGTERM and SIGKILL when the host stops the container. */
-const STOP_GRACE_SECONDS = 3;
+/** Folder the entrypoint fills in copy mode (`result`, `work.bundle`) for the host to fetch. */
+export const COPY_OUT_DIR = '/run/agent-worker-out';
+/** Exit code of the entrypoint when, in copy mode, the agent ran but collecting its work failed. */
+export const COLLECT_FAILED_EXIT_CODE = 75;
+/**
+ * Capabilities the entrypoint needs (firewall; user switch; HOME and workspace ownership; stopping the
+ * agent's processes in copy mode); it drops them all before the agent starts.
+ */
+export const ENTRYPOINT_CAPABILITIES = ['NET_ADMIN', 'NET_RAW', 'SETUID', 'SETGID', 'SETPCAP', 'CHOWN', 'KILL'];
+/** Seconds between SIGTERM and SIGKILL when the host stops the container: the agent is PID 1 in mount mode. */
+const STOP_GRACE_SECONDS = { mount: 3, copy: 60 } as const;
 /** How long to wait for the last output after the container exited, in ms. */
 const OUTPUT_DRAIN_MS = 5_000;
 
@@ -30,10 +40,10 @@ export interface AgentContainerSpec {
   image: string;
   runId: string;
   toolVersion: string;
-  /** Absolute host path of the work tree, bind-mounted at {@link WORKSPACE_DIR}. */
-  workTree: string;
-  /** Host path of the repository's `.git`, mounted read-only on top. */
-  gitDir: string;
+  /** How the workspace reaches the container. */
+  workspace: WorkspaceSpec;
+  /** Host path of the project, recorded as a label. */
+  project: string;
   /** The agent runs as this uid:gid. */
   uid: number;
   gid: number;
@@ -49,6 +59,15 @@ export interface AgentContainerSpec {
   allowHosts: string[];
   timezone: string;
 }
+
+/**
+ * `mount`: the host work tree is bind-mounted at {@link WORKSPACE_DIR}, its `.git` read-only on top.
+ * `copy`: a git bundle of the base commit (a host file, streamed in) becomes the workspace inside the
+ * container; the agent's commits come back as a bundle from {@link COPY_OUT_DIR}.
+ */
+export type WorkspaceSpec =
+  | { mode: 'mount'; workTree: string; gitDir: string }
+  | { mode: 'copy'; bundleFile: string; baseCommit: string; branch: string; commitMessage: string; gitName: string; gitEmail: string };
 
 /** How the agent's process ended. */
 export interface ContainerExit {
@@ -92,13 +111,18 @@ export class AgentContainer {
    * @throws DockerError (exit {@link ExitCode.container}); nothing is left behind.
    */
   static async create(docker: Docker, spec: AgentContainerSpec): Promise<AgentContainer> {
-    const env = {
+    const workspace = spec.workspace;
+    const env: Record<string, string> = {
       ...spec.env,
       AW_UID: String(spec.uid),
       AW_GID: String(spec.gid),
       AW_ALLOW_HOSTS: spec.allowHosts.join(' '),
+      AW_WORKSPACE: workspace.mode,
       TZ: spec.timezone,
     };
+    if (workspace.mode === 'copy') {
+      Object.assign(env, { AW_BRANCH: workspace.branch, AW_BASE_COMMIT: workspace.baseCommit, AW_GIT_NAME: workspace.gitName, AW_GIT_EMAIL: workspace.gitEmail });
+    }
     let container: Docker.Container;
     try {
       container = await docker.createContainer({
@@ -116,10 +140,10 @@ export class AgentContainer {
           [LABEL_RUN_ID]: spec.runId,
           [LABEL_VERSION]: spec.toolVersion,
           [LABEL_PID]: String(process.pid),
-          [LABEL_PROJECT]: spec.workTree,
+          [LABEL_PROJECT]: spec.project,
         },
         HostConfig: {
-          Binds: [`${spec.workTree}:${WORKSPACE_DIR}`, `${spec.gitDir}:${WORKSPACE_DIR}/.git:ro`],
+          Binds: workspace.mode === 'mount' ? [`${workspace.workTree}:${WORKSPACE_DIR}`, `${workspace.gitDir}:${WORKSPACE_DIR}/.git:ro`] : [],
           CapDrop: ['ALL'],
           CapAdd: ENTRYPOINT_CAPABILITIES,
           SecurityOpt: ['no-new-privileges'],
@@ -134,7 +158,7 @@ export class AgentContainer {
     const agentContainer = new AgentContainer(docker, container, spec);
     log('created container %s', agentContainer.shortId);
     try {
-      await container.putArchive(handoffArchive(spec), { path: HANDOFF_DIR });
+      await container.putArchive(await handoffArchive(spec), { path: HANDOFF_DIR });
     } catch (error) {
       await agentContainer.remove();
       throw new DockerError(`Handing the task to the container failed: ${errorMessage(error)}`, ExitCode.container, 'Run with --debug for details.', { cause: error });
@@ -171,7 +195,7 @@ export class AgentContainer {
       if (reason !== 'exited') return;
       reason = why;
       log('stopping container %s: %s', this.shortId, why);
-      this.container.stop({ t: STOP_GRACE_SECONDS }).catch((error: unknown) => log('stop %s: %s', this.shortId, errorMessage(error)));
+      this.container.stop({ t: STOP_GRACE_SECONDS[this.spec.workspace.mode] }).catch((error: unknown) => log('stop %s: %s', this.shortId, errorMessage(error)));
     };
     timer = setTimeout(() => stopFor('timed_out'), options.timeoutMs);
     const onAbort = (): void => stopFor('interrupted');
@@ -201,6 +225,16 @@ export class AgentContainer {
     return { exitCode, reason, oomKilled };
   }
 
+  /**
+   * Copy mode: fetches {@link COPY_OUT_DIR} from the (stopped) container into `destDir`, extracting it
+   * safely (no absolute paths, no `..`, no links outside).
+   * @returns the relative paths of the files written (under `agent-worker-out/`).
+   */
+  async fetchCopyOutput(destDir: string): Promise<string[]> {
+    const archive = (await this.container.getArchive({ path: COPY_OUT_DIR })) as unknown as Readable;
+    return extractSafely(archive, destDir, { maxBytes: 16 * 1024 ** 3, maxEntries: 10 });
+  }
+
   /** Kills and removes the container; safe to call more than once and when it is already gone. */
   async remove(): Promise<void> {
     if (this.removed) return;
@@ -215,14 +249,30 @@ export class AgentContainer {
   }
 }
 
-/** A tar with `secrets` (NUL-separated KEY=value) and `task`, both root-only, for {@link HANDOFF_DIR}. */
-function handoffArchive(spec: AgentContainerSpec): Readable {
+/**
+ * A tar for {@link HANDOFF_DIR}: `secrets` (NUL-separated KEY=value) and `task`, both root-only, and in
+ * copy mode `commit-message` and `repo.bundle` (streamed from disk, never held in memory).
+ */
+async function handoffArchive(spec: AgentContainerSpec): Promise<Readable> {
   const tarball = tarPack();
   const secrets = Object.entries(spec.secrets)
     .map(([key, value]) => `${key}=${value}\0`)
     .join('');
   tarball.entry({ name: 'secrets', mode: 0o400, uid: 0, gid: 0 }, Buffer.from(secrets, 'utf8'));
   tarball.entry({ name: 'task', mode: 0o400, uid: 0, gid: 0 }, Buffer.from(spec.task, 'utf8'));
-  tarball.finalize();
+  const workspace = spec.workspace;
+  if (workspace.mode === 'copy') {
+    tarball.entry({ name: 'commit-message', mode: 0o400, uid: 0, gid: 0 }, Buffer.from(workspace.commitMessage, 'utf8'));
+    const size = (await stat(workspace.bundleFile)).size;
+    const entry = tarball.entry({ name: 'repo.bundle', mode: 0o400, uid: 0, gid: 0, size }, (error) => {
+      if (error) tarball.destroy(error);
+      else tarball.finalize();
+    });
+    createReadStream(workspace.bundleFile)
+      .on('error', (error) => tarball.destroy(error))
+      .pipe(entry as unknown as NodeJS.WritableStream);
+  } else {
+    tarball.finalize();
+  }
   return tarball as unknown as Readable;
 }

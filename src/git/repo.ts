@@ -203,3 +203,48 @@ export async function isClean(repo: Repo): Promise<boolean> {
   const status = await repo.git.raw(['status', '--porcelain=v1', '-z', '--untracked-files=all']);
   return status.length === 0;
 }
+
+/**
+ * Writes a git bundle of HEAD with its whole history to `file` (copy mode's workspace). Streams to
+ * disk: nothing is held in memory.
+ */
+export async function createBundle(repo: Repo, file: string): Promise<void> {
+  log('bundle HEAD into %s', file);
+  await repo.git.raw(['bundle', 'create', '--quiet', file, 'HEAD']);
+}
+
+/**
+ * Fetches the `HEAD` of a bundle made in the container (base..HEAD) into `refs/heads/<branch>`, with
+ * object checking on and hooks disabled. The branch must not exist yet.
+ * @returns the branch's new head commit.
+ * @throws AgentWorkerError (exit {@link ExitCode.collect}) when the bundle is invalid or fails the checks.
+ */
+export async function fetchBundle(repo: Repo, file: string, branch: string): Promise<string> {
+  try {
+    await repo.git.raw(['bundle', 'verify', '--quiet', file]);
+    await repo.git.raw(['-c', 'transfer.fsckObjects=true', '-c', 'fetch.fsckObjects=true', 'fetch', '--quiet', '--no-tags', '--no-write-fetch-head', file, `HEAD:refs/heads/${branch}`]);
+    return (await repo.git.raw(['rev-parse', '--verify', `refs/heads/${branch}^{commit}`])).trim();
+  } catch (error) {
+    throw new AgentWorkerError(`The agent's commits could not be fetched from the container's bundle: ${errorMessage(error)}`, ExitCode.collect, `The bundle is kept at ${file} for inspection.`, { cause: error });
+  }
+}
+
+/** Creates `branch` at `commit` without checking it out. */
+export async function createBranchAt(repo: Repo, branch: string, commit: string): Promise<void> {
+  await repo.git.raw(['branch', '--no-track', branch, commit]);
+}
+
+/** Checks out an existing branch (hooks disabled). */
+export async function checkoutBranch(repo: Repo, branch: string): Promise<void> {
+  await repo.git.raw(['checkout', '--quiet', branch]);
+}
+
+/** The committer identity git would use here (config, else agent-worker's fallback). */
+export async function gitIdentity(repo: Repo): Promise<{ name: string; email: string }> {
+  const env = await missingIdentityEnv(repo);
+  if (!env) {
+    const [name, email] = await Promise.all([repo.git.raw(['config', '--get', 'user.name']), repo.git.raw(['config', '--get', 'user.email'])]);
+    return { name: name.trim(), email: email.trim() };
+  }
+  return { name: env.GIT_AUTHOR_NAME!, email: env.GIT_AUTHOR_EMAIL! };
+}

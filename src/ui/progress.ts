@@ -15,23 +15,31 @@ export interface Progress {
   fail(text?: string): void;
   /** Stops whatever is showing. */
   stop(): void;
+  /** Prints a line that always shows (even without a TTY or with --json), above any spinner. */
+  log(text: string): void;
 }
 
-/** Progress that shows nothing. */
-export const silentProgress: Progress = {
-  phase: () => undefined,
-  detail: () => undefined,
-  succeed: () => undefined,
-  fail: () => undefined,
-  stop: () => undefined,
-};
+/** Progress that shows nothing but {@link Progress.log} lines, written to `stream`. */
+export function plainProgress(stream: NodeJS.WritableStream): Progress {
+  return {
+    phase: () => undefined,
+    detail: () => undefined,
+    succeed: () => undefined,
+    fail: () => undefined,
+    stop: () => undefined,
+    log: (text) => void stream.write(`${text}\n`),
+  };
+}
+
+/** Progress that shows nothing at all (tests). */
+export const silentProgress: Progress = { ...plainProgress(process.stderr), log: () => undefined };
 
 /**
  * Progress on `stream` with ora when it is a TTY and `enabled`; otherwise {@link silentProgress}.
  * ora is imported lazily so `--version` and `--json` runs never load it.
  */
 export async function createProgress(options: { enabled: boolean; stream: NodeJS.WriteStream }): Promise<Progress> {
-  if (!options.enabled || !options.stream.isTTY) return silentProgress;
+  if (!options.enabled || !options.stream.isTTY) return plainProgress(options.stream);
   const { default: ora } = await import('ora');
   let spinner: Ora | undefined;
   let phase = '';
@@ -60,6 +68,15 @@ export async function createProgress(options: { enabled: boolean; stream: NodeJS
     stop() {
       spinner?.stop();
       spinner = undefined;
+    },
+    log(text) {
+      if (spinner) {
+        spinner.clear();
+        options.stream.write(`${text}\n`);
+        spinner.render();
+      } else {
+        options.stream.write(`${text}\n`);
+      }
     },
   };
 }

@@ -196,6 +196,88 @@ describe.runIf(hasDocker)('agent-worker end to end (real Claude Code, scripted A
     });
   });
 
+  it('copy workspace (local): the agent commits in the container; the branch, report and numstat match; the user\'s tree is never touched', async () => {
+    const repo = makeRepo({ 'README.md': '# demo\n', 'lib/a.txt': 'one\ntwo\n', 'gone.txt': 'bye\n' });
+    cleanup.push(repo);
+    const base = git(repo, 'rev-parse', 'HEAD').trim();
+    const script: ScriptedTurn[] = [
+      {
+        content: [{ type: 'tool_use', name: 'Bash', input: { command: 'printf "one\\n2\\nthree\\n" > lib/a.txt && git add -A && git commit -qm "agent: first step" && git log --oneline | wc -l' } }],
+        usage: { input: 300, output: 20 },
+      },
+      {
+        content: [{ type: 'tool_use', name: 'Write', input: { file_path: '/workspace/lib/b.txt', content: 'new\n' } }],
+        usage: { input: 400, output: 20, cacheRead: 100 },
+      },
+      {
+        content: [{ type: 'tool_use', name: 'Bash', input: { command: 'rm gone.txt; sleep 2; stat -c %U lib/b.txt' } }],
+        usage: { input: 500, output: 20 },
+      },
+    ];
+    await withFixture(script, async (fixture) => {
+      const statusBefore = git(repo, 'status', '--porcelain', '--untracked-files=all');
+      const headBefore = git(repo, 'symbolic-ref', 'HEAD');
+      const running = runAgentWorker(repo, fixture, ['--branch', 'e2e-copy', '--workspace', 'copy', '--task', 'Copy mode task']);
+      // While the agent works (its container is running): the user's checkout is untouched, no
+      // branch exists yet, and the container has no bind mount.
+      let sawContainer = false;
+      let done = false;
+      void running.then(() => (done = true));
+      while (!done) {
+        const runningContainers = await docker.listContainers({ filters: { label: [`dev.agent-worker.project=${repo}`], status: ['running'] } });
+        const snapshot = {
+          status: git(repo, 'status', '--porcelain', '--untracked-files=all'),
+          head: git(repo, 'symbolic-ref', 'HEAD'),
+          branch: git(repo, 'branch', '--list', 'e2e-copy'),
+        };
+        const stillRunning = (await docker.listContainers({ filters: { label: [`dev.agent-worker.project=${repo}`], status: ['running'] } })).length > 0;
+        if (runningContainers.length > 0 && stillRunning) {
+          sawContainer = true;
+          expect(snapshot).toEqual({ status: statusBefore, head: headBefore, branch: '' });
+          for (const info of runningContainers) expect(info.Mounts.filter((mount) => mount.Type === 'bind')).toEqual([]);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+      const result = await running;
+      expect(result.code, result.stderr).toBe(0);
+      expect(sawContainer).toBe(true);
+      const report = parseReport(result);
+      expect(report.status).toBe('success');
+      expect(report.baseCommit).toBe(base);
+      // The agent's own commit and agent-worker's commit of the rest, on the branch, checked out.
+      expect(git(repo, 'log', '--format=%s', `${base}..e2e-copy`).trim().split('\n')).toEqual(['Copy mode task', 'agent: first step']);
+      expect(git(repo, 'symbolic-ref', '--short', 'HEAD').trim()).toBe('e2e-copy');
+      expect(report.headCommit).toBe(git(repo, 'rev-parse', 'e2e-copy').trim());
+      const stats = numstat(repo, base, report.headCommit);
+      expect(stats).toEqual({ 'gone.txt': [0, 1], 'lib/a.txt': [2, 1], 'lib/b.txt': [1, 0] });
+      expect(report.changes).toMatchObject({ filesChanged: 3, linesAdded: 3, linesRemoved: 2 });
+      expect(report.tokens.input).toBe(fixture.served.input);
+      expect(report.tokens.output).toBe(fixture.served.output);
+      expect(fixture.toolResults()[0]?.content).toContain('2');
+      expect(git(repo, 'status', '--porcelain', '--untracked-files=all')).toBe('');
+      expect(await managedContainers(report.runId)).toEqual([]);
+    });
+  });
+
+  it('copy workspace timeout: the stalled agent is stopped, its partial work is committed in the container and comes back', async () => {
+    const repo = makeRepo();
+    cleanup.push(repo);
+    const script: ScriptedTurn[] = [
+      { content: [{ type: 'tool_use', name: 'Write', input: { file_path: '/workspace/partial.txt', content: 'half\n' } }], usage: { input: 70, output: 7 } },
+      { content: [{ type: 'text', text: 'stuck' }], usage: { input: 1, output: 1 }, stall: true },
+    ];
+    await withFixture(script, async (fixture) => {
+      const result = await runAgentWorker(repo, fixture, ['--branch', 'e2e-copy-timeout', '--workspace', 'copy', '--task', 'Slow copy task', '--timeout', '20']);
+      expect(result.code, result.stderr).toBe(124);
+      const report = parseReport(result);
+      expect(report.status).toBe('timed_out');
+      expect(git(repo, 'show', 'e2e-copy-timeout:partial.txt')).toBe('half\n');
+      expect(git(repo, 'log', '-1', '--format=%s', 'e2e-copy-timeout').trim()).toBe('Slow copy task');
+      expect(git(repo, 'status', '--porcelain', '--untracked-files=all')).toBe('');
+      expect(await managedContainers(report.runId)).toEqual([]);
+    });
+  });
+
   it('interrupt: SIGINT while the agent runs → exit 130, container removed, partial work committed, report printed', async () => {
     const repo = makeRepo();
     cleanup.push(repo);

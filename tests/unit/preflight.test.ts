@@ -29,11 +29,13 @@ function config(project: string, overrides: Partial<RunConfig> = {}): RunConfig 
     json: false,
     allowHosts: [],
     branch: 'feature/ok',
+    tls: {},
+    insecureDocker: false,
     ...overrides,
   };
 }
 
-const context: RunContext = { progress: silentProgress, signal: new AbortController().signal, env: {}, uid: 1000, gid: 1000 };
+const context: RunContext = { progress: silentProgress, notice: () => undefined, signal: new AbortController().signal, env: {}, uid: 1000, gid: 1000 };
 
 async function failure(cfg: RunConfig): Promise<AgentWorkerError> {
   try {
