@@ -51,6 +51,8 @@ export async function extractSafely(archive: Readable, destDir: string, limits: 
   const extractor = tarExtract();
   extractor.on('entry', (header: Header, entryStream, next) => {
     const stream = entryStream as unknown as Readable;
+    // The extractor destroys the entry's stream with the error it is given; that is reported once, by pipeline.
+    stream.on('error', () => undefined);
     const fail = (error: Error): void => {
       stream.resume();
       next(error);
@@ -95,6 +97,8 @@ export async function extractSafely(archive: Readable, destDir: string, limits: 
         return fail(new UnsafeArchiveError(`refused archive entry of type ${header.type}: ${JSON.stringify(header.name)}`));
     }
   });
+  // pipeline reports the first error; a source that errors again while being torn down must not crash.
+  archive.on('error', () => undefined);
   await pipeline(archive, extractor as unknown as NodeJS.WritableStream);
   return written;
 }
