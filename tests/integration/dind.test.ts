@@ -15,6 +15,7 @@ import tarStream from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DIND_BASE_IMAGE, DIND_LABEL, DIND_LABEL_VALUE, type Dind, startDind } from '../helpers/dind.js';
 import { bridgeGateway, docker, dockerAvailable } from '../helpers/docker.js';
+import { ENTRYPOINT_CAPABILITIES } from '../../src/docker/container.js';
 
 const log = createDebug('agent-worker:test-dind');
 const hasDocker = await dockerAvailable();
@@ -46,7 +47,8 @@ async function runIn(daemon: Docker, cmd: string[], hostConfig: Docker.HostConfi
   }
 }
 
-describe.runIf(hasDocker)('docker-in-docker test harness', () => {
+// Each nested container costs seconds on vfs (its root filesystem is copied whole).
+describe.runIf(hasDocker)('docker-in-docker test harness', { timeout: 120_000 }, () => {
   let dind: Dind;
 
   beforeAll(async () => {
@@ -153,13 +155,21 @@ describe.runIf(hasDocker)('docker-in-docker test harness', () => {
     });
     try {
       const port = (server.address() as net.AddressInfo).port;
-      // bash's /dev/tcp: the slim base image has no curl or nc.
-      const script = `hostname -I; exec 3<>/dev/tcp/${gateway}/${port} && head -1 <&3`;
-      const { code, output } = await runIn(dind.inner, ['bash', '-c', script]);
+      // bash's /dev/tcp: the slim base image has no curl or nc. The agent container's own security
+      // settings, to show the inner daemon takes them.
+      const script = `hostname -I; getent hosts host.docker.internal; exec 3<>/dev/tcp/${gateway}/${port} && head -1 <&3`;
+      const { code, output } = await runIn(dind.inner, ['bash', '-c', script], {
+        CapDrop: ['ALL'],
+        CapAdd: ENTRYPOINT_CAPABILITIES,
+        SecurityOpt: ['no-new-privileges'],
+        ExtraHosts: ['host.docker.internal:host-gateway'],
+      });
       expect(code, output).toBe(0);
       expect(output).toContain(`pong ${token}`);
-      // The nested container is on the inner bridge (--bip), not on the outer 172.17.0.0/16.
+      // The nested container is on the inner bridge (--bip), not on the outer 172.17.0.0/16, and
+      // host-gateway is the inner bridge's gateway (the dind container), not the outer host.
       expect(output).toMatch(/^10\.213\.0\.\d+/);
+      expect(output).toMatch(/^10\.213\.0\.1\s+host\.docker\.internal/m);
     } finally {
       server.close();
     }
@@ -192,7 +202,7 @@ describe.runIf(hasDocker)('docker-in-docker test harness', () => {
     await dind.inner.getImage(tag).remove({ force: true });
     // The image lives on the inner daemon only.
     await expect(docker.getImage(tag).inspect()).rejects.toMatchObject({ statusCode: 404 });
-  }, 120_000);
+  });
 
   it('stop() leaves no container on either daemon and can be repeated', async () => {
     expect(await dind.inner.listContainers({ all: true })).toEqual([]);
@@ -203,5 +213,5 @@ describe.runIf(hasDocker)('docker-in-docker test harness', () => {
     await expect(docker.getContainer(id).inspect()).rejects.toMatchObject({ statusCode: 404 });
     expect(existsSync(dind.ssh.home)).toBe(false);
     expect(existsSync(dind.tls.certDir)).toBe(false);
-  }, 120_000);
+  });
 });
