@@ -130,12 +130,21 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (error: unknown) => {
-    process.stderr.write(`agent-worker: ${errorMessage(error)}\n`);
-    process.exitCode = ExitCode.internal;
-  },
-);
+/**
+ * Exits once stdout and stderr have flushed. Exiting explicitly matters: a daemon that hangs (or a
+ * keep-alive socket) must not keep the process alive after the result is known.
+ */
+function exitWhenFlushed(code: number): void {
+  let pending = 2;
+  const done = (): void => {
+    pending -= 1;
+    if (pending === 0) process.exit(code);
+  };
+  process.stdout.write('', done);
+  process.stderr.write('', done);
+}
+
+main(process.argv).then(exitWhenFlushed, (error: unknown) => {
+  process.stderr.write(`agent-worker: ${errorMessage(error)}\n`);
+  exitWhenFlushed(ExitCode.internal);
+});

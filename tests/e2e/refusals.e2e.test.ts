@@ -4,6 +4,7 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { writeFileSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { dockerAvailable, dockerEvents, managedContainers, runCli, type CliResult } from '../helpers/docker.js';
 import { git, makeRepo, removeDir, tempDir } from '../helpers/git.js';
@@ -72,6 +73,27 @@ describe.runIf(hasDocker)('refusals before anything is created', () => {
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/--timeout: "ten" is not a positive whole number of seconds/);
     expect(events).toEqual([]);
+  });
+
+  it('a hanging daemon fails fast: exit 6 after the connect timeout, naming the daemon', async () => {
+    const repo = makeRepo();
+    cleanup.push(repo);
+    // Accepts connections and never answers.
+    const sockets: net.Socket[] = [];
+    const server = net.createServer((socket) => void sockets.push(socket));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as net.AddressInfo).port;
+    try {
+      const started = Date.now();
+      const { result } = await refused(repo, ['--branch', 'hang', '--remote-docker', `tcp://127.0.0.1:${port}`], { ANTHROPIC_API_KEY: 'sk-x' });
+      expect(result.code).toBe(6);
+      expect(result.stderr).toContain(`The Docker daemon at tcp://127.0.0.1:${port}`);
+      expect(result.stderr).toMatch(/timed out after 10000 ms/);
+      expect(Date.now() - started).toBeLessThan(20_000);
+    } finally {
+      sockets.forEach((socket) => socket.destroy());
+      server.close();
+    }
   });
 
   it('--version and --help exit 0', async () => {
