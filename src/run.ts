@@ -33,7 +33,7 @@ import {
 } from './git/repo.js';
 import { connectDocker, type DockerConnection } from './docker/client.js';
 import { ensureImage } from './docker/image.js';
-import { AgentContainer, FIREWALL_EXIT_CODE, WORKSPACE_DIR, type ContainerExit, type WorkspaceSpec } from './docker/container.js';
+import { AgentContainer, DaemonLostError, FIREWALL_EXIT_CODE, WORKSPACE_DIR, type ContainerExit, type WorkspaceSpec } from './docker/container.js';
 import { LineSplitter } from './stream/lines.js';
 import { RunLog, runsRoot } from './report/run-log.js';
 import type { RunReport, RunStatus } from './report/types.js';
@@ -280,8 +280,10 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
     if (!agentStarted) {
       if (workspace === 'mount') await abandonBranch(repo, branch, head).catch((undoError: unknown) => log('abandon branch: %s', errorMessage(undoError)));
     } else if (!(await branchExistsAt(repo, branch))) {
-      // The agent ran: keep whatever can be kept on the branch.
-      await keepWork('agent_error').catch((keepError: unknown) => runLog.note(`keeping the work failed: ${errorMessage(keepError)}`));
+      // The agent ran: keep whatever can be kept on the branch (nothing can come from a lost daemon).
+      if (!(error instanceof DaemonLostError)) {
+        await keepWork('agent_error').catch((keepError: unknown) => runLog.note(`keeping the work failed: ${errorMessage(keepError)}`));
+      }
       if (workspace === 'copy' && !(await branchExistsAt(repo, branch))) await createBranchAt(repo, branch, head.commit).catch(() => undefined);
     } else if (workspace === 'mount') {
       await commitAll(repo, commitMessage(config.task, runId, 'agent_error')).catch(() => undefined);

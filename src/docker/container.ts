@@ -10,6 +10,7 @@ import { pack as tarPack } from 'tar-stream';
 import type Docker from 'dockerode';
 import createDebug from 'debug';
 import { DockerError, ExitCode, errorMessage } from '../errors.js';
+import { withTimeout } from './client.js';
 import { extractSafely } from './archive.js';
 import { LABEL_MANAGED, LABEL_PID, LABEL_PROJECT, LABEL_RUN_ID, LABEL_VERSION } from './labels.js';
 
@@ -34,6 +35,17 @@ export const ENTRYPOINT_CAPABILITIES = ['NET_ADMIN', 'NET_RAW', 'SETUID', 'SETGI
 const STOP_GRACE_SECONDS = { mount: 3, copy: 60 } as const;
 /** How long to wait for the last output after the container exited, in ms. */
 const OUTPUT_DRAIN_MS = 5_000;
+/** While the agent runs, the daemon is pinged this often, in ms… */
+export const HEARTBEAT_INTERVAL_MS = 15_000;
+/** …each ping may take this long, in ms… */
+const HEARTBEAT_TIMEOUT_MS = 10_000;
+/** …and this many failed pings in a row mean the daemon is lost (a dead host sends no reset: streams just stall). */
+const HEARTBEAT_FAILURES = 2;
+
+/** Thrown when the daemon stops answering while the agent runs. */
+export class DaemonLostError extends DockerError {
+  override name = 'DaemonLostError';
+}
 
 /** What the agent's container is made of. */
 export interface AgentContainerSpec {
@@ -89,6 +101,13 @@ export interface OutputSinks {
 export interface FlowControl {
   pause(): void;
   resume(): void;
+}
+
+/** How long removing a container may take, in ms (a lost daemon must not hang the tool). */
+const REMOVE_TIMEOUT_MS = 30_000;
+
+async function pingWithin(docker: Docker, ms: number): Promise<void> {
+  await withTimeout(docker.ping(), ms, 'a ping of the Docker daemon');
 }
 
 /** A created agent container. */
@@ -171,7 +190,7 @@ export class AgentContainer {
    * `timeoutMs` or when `signal` aborts. Output reaches `sinks` as it arrives.
    * @throws DockerError when the daemon fails (the container is left for {@link remove}).
    */
-  async run(options: { sinks: OutputSinks; timeoutMs: number; signal?: AbortSignal }): Promise<ContainerExit> {
+  async run(options: { sinks: OutputSinks; timeoutMs: number; signal?: AbortSignal; heartbeatMs?: number }): Promise<ContainerExit> {
     const attach = (await this.container.attach({ stream: true, stdout: true, stderr: true, logs: true })) as unknown as Readable;
     const flow: FlowControl = { pause: () => attach.pause(), resume: () => attach.resume() };
     const stdout = new PassThrough();
@@ -201,13 +220,32 @@ export class AgentContainer {
     const onAbort = (): void => stopFor('interrupted');
     if (options.signal?.aborted) onAbort();
     options.signal?.addEventListener('abort', onAbort, { once: true });
+    let heartbeat: NodeJS.Timeout | undefined;
+    const lost = new Promise<never>((_, reject) => {
+      let failures = 0;
+      let busy = false;
+      heartbeat = setInterval(() => {
+        if (busy) return;
+        busy = true;
+        pingWithin(this.docker, HEARTBEAT_TIMEOUT_MS)
+          .then(() => (failures = 0))
+          .catch((error: unknown) => {
+            failures += 1;
+            log('heartbeat %d failed: %s', failures, errorMessage(error));
+            if (failures >= HEARTBEAT_FAILURES) reject(new Error(`the daemon did not answer ${failures} pings in a row (${errorMessage(error)})`));
+          })
+          .finally(() => (busy = false));
+      }, options.heartbeatMs ?? HEARTBEAT_INTERVAL_MS);
+    });
     let status: { StatusCode?: number };
     try {
-      status = (await waiting) as { StatusCode?: number };
+      status = (await Promise.race([waiting, lost])) as { StatusCode?: number };
     } catch (error) {
-      throw new DockerError(`Lost the agent's container ${this.shortId}: ${errorMessage(error)}`, ExitCode.docker, 'Check the Docker daemon; the partial work was committed.', { cause: error });
+      attach.destroy();
+      throw new DaemonLostError(`Lost the Docker daemon while the agent ran in container ${this.shortId}: ${errorMessage(error)}`, ExitCode.docker, 'Check the Docker daemon and the network to it; what could be recovered is on the branch.', { cause: error });
     } finally {
       clearTimeout(timer);
+      clearInterval(heartbeat);
       timer = undefined;
       options.signal?.removeEventListener('abort', onAbort);
     }
@@ -239,7 +277,7 @@ export class AgentContainer {
   async remove(): Promise<void> {
     if (this.removed) return;
     try {
-      await this.container.remove({ force: true, v: true });
+      await withTimeout(this.container.remove({ force: true, v: true }), REMOVE_TIMEOUT_MS, `the removal of container ${this.shortId}`);
       log('removed container %s', this.shortId);
     } catch (error) {
       const code = (error as { statusCode?: number }).statusCode;
