@@ -79,12 +79,12 @@ async function main(): Promise<void> {
       const head = await readHead(repo);
       let started = performance.now();
       const bundleFile = path.join(scratch, `in-${run}.bundle`);
-      await createBundle(repo, bundleFile);
+      await createBundle(repo, bundleFile, head.commit, `refs/agent-worker/bench-${run}`);
       const container = await AgentContainer.create(docker, {
         image: image.tag,
         runId: `bench-${process.pid}-${run}`,
         toolVersion: VERSION,
-        workspace: { mode: 'copy', bundleFile, baseCommit: head.commit, branch: 'bench', commitMessage: 'bench change', gitName: 'bench', gitEmail: 'bench@localhost' },
+        workspace: { mode: 'copy', bundleFile, bundleRef: `refs/agent-worker/bench-${run}`, baseCommit: head.commit, branch: 'bench', commitMessage: 'bench change', gitName: 'bench', gitEmail: 'bench@localhost' },
         project: clone,
         uid: process.getuid?.() ?? 1000,
         gid: process.getgid?.() ?? 1000,

@@ -17,7 +17,8 @@
 #                         (stdin is /dev/null without it).
 #   env AW_WORKSPACE      `mount` (default): /workspace is the host's bind-mounted work tree; this script
 #                         execs the agent and the host commits. `copy`: /workspace is made here from
-#                         /run/agent-worker/repo.bundle (a git bundle whose HEAD is AW_BASE_COMMIT), on a
+#                         /run/agent-worker/repo.bundle (a git bundle whose ref AW_BUNDLE_REF, default HEAD,
+#                         is AW_BASE_COMMIT), on a
 #                         new branch AW_BRANCH; the agent runs as a child; when it ends (or SIGTERM/SIGINT/
 #                         SIGHUP asks it to), every process it left is killed and collect.sh, as the agent's
 #                         user, commits what is uncommitted (message: /run/agent-worker/commit-message) and
@@ -219,7 +220,7 @@ if [[ $MODE == copy ]]; then
   chown -- "$AW_UID:$AW_GID" "$WORKSPACE" || die 71 "cannot chown $WORKSPACE"
   {
     git_as_agent init --quiet --initial-branch="$AW_BRANCH" &&
-      git_as_agent fetch --quiet --no-tags "$bundle" HEAD &&
+      git_as_agent fetch --quiet --no-tags "$bundle" "${AW_BUNDLE_REF:-HEAD}" &&
       [[ $(git_as_agent rev-parse FETCH_HEAD) == "$AW_BASE_COMMIT" ]] &&
       git_as_agent reset --quiet --hard FETCH_HEAD &&
       git_as_agent config user.name "${AW_GIT_NAME:-agent-worker}" &&

@@ -3,9 +3,10 @@
 # with CAP_NET_ADMIN and CAP_NET_RAW, before the agent starts. Only the filter table's OUTPUT chain is
 # touched (Docker's embedded-DNS rules live in the nat table).
 #
-# Allowed out: loopback; replies (ESTABLISHED,RELATED); DNS (udp and tcp 53) to the nameservers in
-# /etc/resolv.conf; IPv6 neighbour discovery; and any port on the addresses of the hosts in
-# AW_ALLOW_HOSTS. Everything else is REJECTed (TCP with a reset, so connects fail at once instead of
+# Allowed out: loopback (but no DNS); replies (ESTABLISHED,RELATED); IPv6 neighbour discovery; and any
+# port on the addresses of the hosts in AW_ALLOW_HOSTS. Those names are resolved here, once, and pinned
+# in /etc/hosts; after setup no DNS query leaves the container (port 53 is closed to every address,
+# Docker's embedded resolver 127.0.0.11 included), so other names simply do not resolve. Everything else is REJECTed (TCP with a reset, so connects fail at once instead of
 # hanging), behind a DROP policy.
 #
 # Inputs (env only):
@@ -63,6 +64,8 @@ done
 # --- resolve: before any rule exists, so DNS still works ---------------------------------------------
 allow_v4=()
 allow_v6=()
+pinned=()
+pinned_addresses=()
 read -r -a hosts <<<"${AW_ALLOW_HOSTS:-}"
 for host in "${hosts[@]}"; do
   if is_ipv4 "$host"; then
@@ -91,6 +94,17 @@ for host in "${hosts[@]}"; do
   done
   ((${#found[@]} > 0)) || die "AW_ALLOW_HOSTS: cannot resolve '$host' (no IPv4 or IPv6 address)"
   debug "allow $host: ${found[*]}"
+  pinned+=("$host")
+  pinned_addresses+=("${found[*]}")
+done
+
+# --- pin the allowed names: once the rules are in, DNS is closed ---------------------------------------
+for i in "${!pinned[@]}"; do
+  if ! grep -qE "[[:space:]]${pinned[i]//./\\.}([[:space:]]|\$)" /etc/hosts 2>/dev/null; then
+    for address in ${pinned_addresses[i]}; do
+      printf '%s\t%s\n' "$address" "${pinned[i]}" >>/etc/hosts || die "cannot pin ${pinned[i]} in /etc/hosts"
+    done
+  fi
 done
 
 nameservers_v4=()
@@ -177,16 +191,21 @@ fi
 # --- rules ----------------------------------------------------------------------------------------------
 # family_rules IPTABLES SET REJECT_WITH NAMESERVER...
 family_rules() {
-  local ipt=$1 set=$2 reject=$3 ns
+  local ipt=$1 set=$2 reject=$3
   shift 3
   run "$ipt" -w -P OUTPUT DROP
   run "$ipt" -w -F OUTPUT
   run "$ipt" -w -A OUTPUT -o lo -j ACCEPT
   run "$ipt" -w -A OUTPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
-  for ns in "$@"; do
-    run "$ipt" -w -A OUTPUT -d "$ns" -p udp --dport 53 -j ACCEPT
-    run "$ipt" -w -A OUTPUT -d "$ns" -p tcp --dport 53 -j ACCEPT
-  done
+  # No DNS after setup, to any server (loopback included: Docker's embedded resolver 127.0.0.11 is
+  # DNATed to another port on lo, so it is matched by address too). Allowed names were pinned in
+  # /etc/hosts above; any other name gets no answer, so nothing leaks out through lookups.
+  : "$@"
+  run "$ipt" -w -I OUTPUT 1 -p udp --dport 53 -j REJECT --reject-with "$reject"
+  run "$ipt" -w -I OUTPUT 2 -p tcp --dport 53 -j REJECT --reject-with tcp-reset
+  if [[ $ipt == iptables-* ]]; then
+    run "$ipt" -w -I OUTPUT 3 -d 127.0.0.11 -j REJECT --reject-with "$reject"
+  fi
   if [[ $ipt == ip6tables-* ]]; then
     # Neighbour discovery: without it no IPv6 packet, allowed or not, leaves the link.
     local type

@@ -26,7 +26,7 @@ function buildProgram(): Command {
   };
   for (const key of ['task', 'taskFile', 'project', 'branch'] as const) add(key);
   for (const key of ['agentType', 'model', 'maxTurns', 'apiKey', 'oauthToken', 'baseUrl'] as const) add(key);
-  for (const key of ['timeout', 'timezone', 'caCert'] as const) add(key);
+  for (const key of ['timeout', 'timezone', 'memory', 'cpus', 'pidsLimit', 'buildTimeout', 'caCert'] as const) add(key);
   add('allowHost', true);
   for (const key of ['remoteDocker', 'workspace', 'tlsCa', 'tlsCert', 'tlsKey', 'sshKey', 'insecureDocker', 'forceRebuild', 'envFile', 'json', 'debug'] as const) add(key);
   program.addHelpText(
@@ -34,7 +34,11 @@ function buildProgram(): Command {
     `
 Exit codes: 0 success, 1 agent error, 2 bad option, 3 not a git repository, 4 uncommitted changes,
 5 bad or existing branch, 6 Docker unreachable, 7 no credentials, 8 image build failed,
-9 container setup failed, 10 collecting changes failed, 124 timed out, 129/130/143 interrupted.
+9 container setup failed, 10 collecting changes failed, 11 out of memory, 124 timed out,
+129/130/143 interrupted.
+
+Commands:
+  agent-worker gc [--all]   remove containers left by runs that died (kill -9, crash)
 
 Example:
   agent-worker --task "Fix the flaky login test" --branch fix/login`,
@@ -67,7 +71,45 @@ function printError(error: unknown, debug: boolean): number {
   return ExitCode.internal;
 }
 
+/** `agent-worker gc [--all] [--remote-docker <url>] [--json]`: removes containers left by runs that died. */
+async function gc(argv: string[]): Promise<number> {
+  const command = new Command('agent-worker gc')
+    .description('Remove containers left behind by agent-worker runs whose process is gone (e.g. after kill -9).')
+    .option('--all', 'also remove containers of other hosts and of runs still alive')
+    .option('--remote-docker <url>', 'Docker daemon to clean (env DOCKER_HOST)')
+    .option('--json', 'print what was removed as JSON')
+    .option('--debug', 'debug logging on stderr')
+    .exitOverride();
+  try {
+    command.parse(argv, { from: 'user' });
+  } catch (error) {
+    return (error as { exitCode?: number }).exitCode === 0 ? 0 : ExitCode.usage;
+  }
+  const options = command.opts<{ all?: boolean; remoteDocker?: string; json?: boolean; debug?: boolean }>();
+  try {
+    const { default: createDebug } = await import('debug');
+    if (options.debug) createDebug.enable('agent-worker:*');
+    const [{ connectDocker }, { collectGarbage }] = await Promise.all([import('./docker/client.js'), import('./gc.js')]);
+    const { docker, info } = await connectDocker({
+      dockerHost: options.remoteDocker ?? (process.env.DOCKER_HOST || undefined),
+      tls: {},
+      insecure: false,
+      env: process.env,
+      home: process.env.HOME || (await import('node:os')).homedir(),
+    });
+    process.stderr.write(`Docker daemon: ${info.endpoint} (${info.source}) · ${info.name}\n`);
+    const removed = await collectGarbage(docker, { all: Boolean(options.all) });
+    if (options.json) process.stdout.write(`${JSON.stringify({ removed }, null, 2)}\n`);
+    else if (removed.length === 0) process.stdout.write('Nothing to remove.\n');
+    else for (const container of removed) process.stdout.write(`removed ${container.id} (run ${container.runId}, ${container.state})\n`);
+    return ExitCode.success;
+  } catch (error) {
+    return printError(error, Boolean(options.debug));
+  }
+}
+
 async function main(argv: string[]): Promise<number> {
+  if (argv[2] === 'gc') return gc(argv.slice(3));
   const program = buildProgram();
   program.exitOverride();
   try {

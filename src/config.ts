@@ -38,6 +38,10 @@ export interface RawFlags {
   tlsKey?: string;
   insecureDocker?: boolean;
   sshKey?: string;
+  memory?: string;
+  cpus?: string;
+  pidsLimit?: string;
+  buildTimeout?: string;
 }
 
 /** How the workspace reaches the container: bind mount, or copied in (and the commits bundled out). */
@@ -80,7 +84,22 @@ export interface RunConfig {
   insecureDocker: boolean;
   /** Private key file for ssh:// daemons (else the ssh agent and ~/.ssh/id_*). */
   sshKey?: string;
+  /** The container's memory limit, in bytes (swap included: no extra swap). */
+  memoryBytes: number;
+  /** The container's CPU limit, in CPUs; undefined = no limit. */
+  cpus?: number;
+  /** Most processes (and threads) the container may have. */
+  pidsLimit: number;
+  /** Longest an image build may take, in seconds. */
+  buildTimeoutSeconds: number;
 }
+
+/** Default memory limit of the agent's container: 8 GiB. */
+export const DEFAULT_MEMORY = '8g';
+/** Default process limit of the agent's container. */
+export const DEFAULT_PIDS_LIMIT = 4096;
+/** Default limit on an image build, in seconds. */
+export const DEFAULT_BUILD_TIMEOUT_SECONDS = 1800;
 
 /** Where each setting is read from: flag name, environment variable, default. Drives `--help` and the README table. */
 export const SETTINGS = {
@@ -108,6 +127,10 @@ export const SETTINGS = {
   tlsCert: { flag: '--tls-cert <file>', env: 'AGENT_WORKER_TLS_CERT', help: 'client certificate (PEM) for the tcp:// daemon', default: '$DOCKER_CERT_PATH/cert.pem' },
   tlsKey: { flag: '--tls-key <file>', env: 'AGENT_WORKER_TLS_KEY', help: 'client key (PEM) for the tcp:// daemon', default: '$DOCKER_CERT_PATH/key.pem' },
   insecureDocker: { flag: '--insecure-docker', env: 'AGENT_WORKER_INSECURE_DOCKER', help: 'allow plain unauthenticated tcp:// to a non-loopback daemon', default: 'off' },
+  memory: { flag: '--memory <size>', env: 'AGENT_WORKER_MEMORY', help: 'memory limit of the agent\'s container (e.g. 4g, 512m)', default: '8g' },
+  cpus: { flag: '--cpus <n>', env: 'AGENT_WORKER_CPUS', help: 'CPU limit of the agent\'s container (e.g. 1.5)', default: 'no limit' },
+  pidsLimit: { flag: '--pids-limit <n>', env: 'AGENT_WORKER_PIDS_LIMIT', help: 'most processes in the agent\'s container', default: '4096' },
+  buildTimeout: { flag: '--build-timeout <seconds>', env: 'AGENT_WORKER_BUILD_TIMEOUT', help: 'longest an image build may take', default: '1800' },
   sshKey: { flag: '--ssh-key <file>', env: 'AGENT_WORKER_SSH_KEY', help: 'private key for ssh:// daemons', default: 'ssh agent, ~/.ssh/id_ed25519, id_ecdsa, id_rsa' },
 } as const;
 
@@ -263,6 +286,20 @@ export async function loadConfig(flags: RawFlags, context: ConfigContext): Promi
     }
   }
 
+  const memoryRaw = pick(flags.memory, 'AGENT_WORKER_MEMORY') ?? DEFAULT_MEMORY;
+  const memoryBytes = parseSize(memoryRaw);
+  if (memoryBytes === undefined || memoryBytes < 64 * 1024 ** 2) {
+    problems.push(`--memory: ${JSON.stringify(memoryRaw)} is not a memory size of at least 64m (e.g. 4g, 512m).`);
+  }
+  const cpusRaw = pick(flags.cpus, 'AGENT_WORKER_CPUS');
+  let cpus: number | undefined;
+  if (cpusRaw !== undefined) {
+    cpus = Number(cpusRaw);
+    if (!/^\d+(\.\d+)?$/.test(cpusRaw.trim()) || !(cpus >= 0.01)) problems.push(`--cpus: ${JSON.stringify(cpusRaw)} is not a number of CPUs (e.g. 2, 1.5).`);
+  }
+  const pidsLimit = parsePositiveInt(pick(flags.pidsLimit, 'AGENT_WORKER_PIDS_LIMIT') ?? String(DEFAULT_PIDS_LIMIT), '--pids-limit', 'processes', problems);
+  const buildTimeoutSeconds = parsePositiveInt(pick(flags.buildTimeout, 'AGENT_WORKER_BUILD_TIMEOUT') ?? String(DEFAULT_BUILD_TIMEOUT_SECONDS), '--build-timeout', 'seconds', problems);
+
   const debugEnv = nonEmpty(env.DEBUG) ?? nonEmpty(fileValues.DEBUG);
   const debug =
     flags.debug ??
@@ -291,9 +328,21 @@ export async function loadConfig(flags: RawFlags, context: ConfigContext): Promi
     tls,
     insecureDocker: pickBool(flags.insecureDocker, 'AGENT_WORKER_INSECURE_DOCKER', '--insecure-docker'),
     sshKey,
+    memoryBytes: memoryBytes ?? 0,
+    cpus,
+    pidsLimit,
+    buildTimeoutSeconds,
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
+}
+
+/** Bytes in a size like `512m`, `4g`, `1.5G`, `2048` (bytes); undefined when it is not one. */
+export function parseSize(value: string): number | undefined {
+  const match = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(value.trim());
+  if (!match) return undefined;
+  const unit = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[match[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
+  return Math.floor(Number(match[1]) * unit);
 }
 
 function nonEmpty(value: string | undefined): string | undefined {

@@ -27,6 +27,8 @@ export const ExitCode = {
   container: 9,
   /** Committing the agent's work or reading the changes failed. */
   collect: 10,
+  /** The agent's container ran out of memory (--memory) and was killed; partial work committed. */
+  outOfMemory: 11,
   /** The run reached --timeout and the container was killed. */
   timedOut: 124,
   /** Unexpected internal error. */

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import createDebug from 'debug';
 import type { RunConfig, WorkspaceMode } from './config.js';
-import { AgentWorkerError, DockerError, ExitCode, PreflightError, errorMessage } from './errors.js';
+import { AgentWorkerError, DockerError, ExitCode, ImageBuildError, PreflightError, errorMessage } from './errors.js';
 import { getAgentPlugin } from '../agents/index.js';
 import type { AgentEvent, AgentOutcome, AgentPlugin } from '../agents/types.js';
 import {
@@ -36,6 +36,8 @@ import { ensureImage } from './docker/image.js';
 import { AgentContainer, DaemonLostError, FIREWALL_EXIT_CODE, WORKSPACE_DIR, type ContainerExit, type WorkspaceSpec } from './docker/container.js';
 import { LineSplitter } from './stream/lines.js';
 import { RunLog, runsRoot } from './report/run-log.js';
+import { acquireRepoLock, lockHolder, type RepoLock, type RepoLockInfo } from './run-lock.js';
+import { collectGarbage } from './gc.js';
 import type { RunReport, RunStatus } from './report/types.js';
 import type { Progress } from './ui/progress.js';
 import { PACKAGE_ROOT, VERSION } from './version.js';
@@ -46,6 +48,8 @@ const log = createDebug('agent-worker:run');
 export const DEFAULT_BASE_IMAGE = 'debian:bookworm-slim';
 /** Default model API host when no --base-url is given. */
 const DEFAULT_API_HOST = 'api.anthropic.com';
+/** How long the agent may take to exit after its final result before it is stopped, in ms. */
+export const AFTER_RESULT_GRACE_MS = 30_000;
 /** How many lines of the container's stderr are kept for error messages. */
 const STDERR_TAIL_LINES = 20;
 
@@ -120,6 +124,8 @@ export interface Preflight {
   plugin: AgentPlugin;
   docker: DockerConnection;
   workspace: WorkspaceMode;
+  /** Another live run holding the checkout, if any. */
+  busy?: RepoLockInfo;
 }
 
 /**
@@ -130,7 +136,17 @@ export interface Preflight {
 export async function preflight(config: RunConfig, context: RunContext): Promise<Preflight> {
   context.progress.phase('Checking the repository');
   const repo = await openRepo(config.project);
-  await assertClean(repo);
+  // A run holding this checkout (mount mode) owns its working tree: this one copies instead, from the
+  // commit that run started at, and leaves the tree alone.
+  const busy = await lockHolder(stateRoot(context.env), repo.root);
+  if (busy && config.workspace === 'mount') {
+    throw new PreflightError(
+      `The working tree of ${repo.root} is in use by agent-worker run ${busy.runId} (pid ${busy.pid}).`,
+      ExitCode.dirtyTree,
+      'Use --workspace copy to run alongside it, or wait for it to finish.',
+    );
+  }
+  if (!busy) await assertClean(repo);
   const branch = config.branch ?? defaultBranchName(new Date());
   await assertNewBranch(repo, branch);
   const plugin = getAgentPlugin(config.agentType);
@@ -154,7 +170,7 @@ export async function preflight(config: RunConfig, context: RunContext): Promise
   });
   const info = docker.info;
   context.notice(`Docker daemon: ${info.endpoint} (${info.source}) · ${info.name} · engine ${info.version} · ${info.platform}`);
-  let workspace: WorkspaceMode = config.workspace ?? (info.seesHostPaths ? 'mount' : 'copy');
+  let workspace: WorkspaceMode = config.workspace ?? (info.seesHostPaths && !busy ? 'mount' : 'copy');
   if (!info.seesHostPaths && workspace === 'mount') {
     throw new DockerError(
       `The Docker daemon at ${info.endpoint} (${info.name}) runs on another machine and cannot see ${repo.root}, so it cannot bind-mount it.`,
@@ -163,8 +179,12 @@ export async function preflight(config: RunConfig, context: RunContext): Promise
     );
   }
   if (!info.seesHostPaths) workspace = 'copy';
+  if (busy) {
+    workspace = 'copy';
+    context.notice(`The working tree is in use by run ${busy.runId}; this run copies the workspace, based on ${busy.baseCommit.slice(0, 12)}.`);
+  }
   context.progress.succeed(`Docker ${info.version} (${info.platform}) at ${info.endpoint} · workspace: ${workspace}`);
-  return { repo, branch, plugin, docker, workspace };
+  return { repo, branch, plugin, docker, workspace, busy };
 }
 
 /**
@@ -176,29 +196,45 @@ export async function preflight(config: RunConfig, context: RunContext): Promise
  */
 export async function runTask(config: RunConfig, context: RunContext): Promise<RunResult> {
   const started = Date.now();
-  const { repo, branch, plugin, docker, workspace } = await preflight(config, context);
+  const checked = await preflight(config, context);
+  const { repo, branch, plugin, docker, busy } = checked;
+  let workspace = checked.workspace;
   throwIfAborted(context.signal);
 
   const runId = newRunId(new Date());
+  // Containers whose agent-worker died (kill -9) are removed first.
+  const swept = await collectGarbage(docker.docker, { all: false }).catch((error: unknown) => (log('gc: %s', errorMessage(error)), []));
+  if (swept.length > 0) context.notice(`Removed ${swept.length} container(s) left by agent-worker runs that died: ${swept.map((c) => c.runId).join(', ')}`);
+  const head = await readHead(repo);
+  const base = busy?.baseCommit ?? head.commit;
+  let lock: RepoLock | undefined;
+  if (workspace === 'mount') {
+    lock = await acquireRepoLock(stateRoot(context.env), repo.root, { runId, baseCommit: base });
+    if (!lock) {
+      if (config.workspace === 'mount') throw new PreflightError(`The working tree of ${repo.root} was just taken by another agent-worker run.`, ExitCode.dirtyTree, 'Use --workspace copy to run alongside it.');
+      workspace = 'copy';
+      context.notice('Another agent-worker run took this working tree just now; this run copies the workspace.');
+    }
+  }
   const credentials = { apiKey: config.apiKey, oauthToken: config.oauthToken, baseUrl: config.baseUrl };
   const agentEnv = plugin.env(credentials);
   const runLog = await RunLog.open(runsRoot(context.env), runId, Object.values(agentEnv.secret));
   runLog.note(`run ${runId}: agent-worker ${VERSION}, project ${repo.root}, branch ${branch}, daemon ${docker.info.endpoint}, workspace ${workspace}`);
   const scratch = await mkdtemp(path.join(os.tmpdir(), `agent-worker-${runId}-`));
 
-  const head = await readHead(repo);
   const message = commitMessage(config.task, runId, 'success');
   let workspaceSpec: WorkspaceSpec;
   if (workspace === 'mount') {
-    await createBranch(repo, branch, head.commit);
-    runLog.note(`base commit ${head.commit}; created and checked out ${branch}`);
+    await createBranch(repo, branch, base);
+    runLog.note(`base commit ${base}; created and checked out ${branch}`);
     workspaceSpec = { mode: 'mount', workTree: repo.root, gitDir: path.join(repo.root, '.git') };
   } else {
     const bundleFile = path.join(scratch, 'repo.bundle');
-    await createBundle(repo, bundleFile);
+    const bundleRef = `refs/agent-worker/runs/${runId}`;
+    await createBundle(repo, bundleFile, base, bundleRef);
     const identity = await gitIdentity(repo);
-    runLog.note(`base commit ${head.commit}; bundled for copy-in (${(await stat(bundleFile)).size} bytes)`);
-    workspaceSpec = { mode: 'copy', bundleFile, baseCommit: head.commit, branch, commitMessage: message, gitName: identity.name, gitEmail: identity.email };
+    runLog.note(`base commit ${base}; bundled for copy-in (${(await stat(bundleFile)).size} bytes)`);
+    workspaceSpec = { mode: 'copy', bundleFile, bundleRef, baseCommit: base, branch, commitMessage: message, gitName: identity.name, gitEmail: identity.email };
   }
 
   let container: AgentContainer | undefined;
@@ -206,10 +242,11 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
   /** Puts the agent's work on the branch (copy mode: fetched from the stopped container). */
   const keepWork = async (status: RunStatus): Promise<string> => {
     if (workspace === 'mount') return commitAll(repo, commitMessage(config.task, runId, status));
-    return bringBackCopy(repo, container, scratch, branch, head.commit, runLog);
+    return bringBackCopy(repo, container, scratch, branch, base, runLog);
   };
   try {
     context.progress.phase('Building the image');
+    const buildTimeout = AbortSignal.timeout(config.buildTimeoutSeconds * 1000);
     const image = await ensureImage(
       docker.docker,
       {
@@ -218,8 +255,13 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
         caPem: config.caCert?.pem ?? '',
         toolVersion: VERSION,
       },
-      { force: config.forceRebuild, signal: context.signal, onProgress: (line) => context.progress.detail(line) },
-    );
+      { force: config.forceRebuild, signal: AbortSignal.any([context.signal, buildTimeout]), onProgress: (line) => context.progress.detail(line) },
+    ).catch((error: unknown) => {
+      if (buildTimeout.aborted && !context.signal.aborted && error instanceof ImageBuildError) {
+        throw new ImageBuildError(`Building the image took longer than --build-timeout (${config.buildTimeoutSeconds} s) and was stopped.`, error.logTail, { cause: error });
+      }
+      throw error;
+    });
     runLog.note(`image ${image.tag} ${image.built ? 'built' : 'reused'} in ${image.durationMs} ms`);
     context.progress.succeed(`Image ${image.tag} ${image.built ? 'built' : 'cached'}`);
     throwIfAborted(context.signal);
@@ -243,6 +285,7 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
       task: config.task,
       allowHosts: [...new Set([apiHost.replace(/^\[|\]$/g, ''), ...config.allowHosts])],
       timezone: config.timezone,
+      limits: { memoryBytes: config.memoryBytes, cpus: config.cpus, pidsLimit: config.pidsLimit },
     });
     runLog.note(`container ${container.shortId} created`);
     throwIfAborted(context.signal);
@@ -264,9 +307,9 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
     const status = runStatus(exit, outcome);
     const headCommit = await keepWork(status);
     await container.remove();
-    if (workspace === 'copy') await checkoutIfClean(repo, branch, runLog);
+    if (workspace === 'copy') await checkoutIfFree(repo, branch, runLog, context.env, runId, base);
     const report = await buildReport({
-      ...{ repo, runId, branch, base: head.commit, headCommit, status, exit, outcome, config, started, plugin },
+      ...{ repo, runId, branch, base, headCommit, status, exit, outcome, config, started, plugin },
       image: { tag: image.tag, built: image.built, buildMs: image.durationMs },
       logDir: runLog.dir,
     });
@@ -284,7 +327,7 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
       if (!(error instanceof DaemonLostError)) {
         await keepWork('agent_error').catch((keepError: unknown) => runLog.note(`keeping the work failed: ${errorMessage(keepError)}`));
       }
-      if (workspace === 'copy' && !(await branchExistsAt(repo, branch))) await createBranchAt(repo, branch, head.commit).catch(() => undefined);
+      if (workspace === 'copy' && !(await branchExistsAt(repo, branch))) await createBranchAt(repo, branch, base).catch(() => undefined);
     } else if (workspace === 'mount') {
       await commitAll(repo, commitMessage(config.task, runId, 'agent_error')).catch(() => undefined);
     }
@@ -292,6 +335,8 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
     if (context.signal.aborted && !agentStarted) throw new InterruptedError(String(context.signal.reason));
     throw error;
   } finally {
+    await lock?.release();
+    runLog.note(`peak RSS ${Math.round(process.resourceUsage().maxRSS / 1024)} MiB`);
     await runLog.close();
     await rm(scratch, { recursive: true, force: true });
   }
@@ -320,10 +365,27 @@ async function bringBackCopy(repo: Repo, container: AgentContainer | undefined, 
   return fetchBundle(repo, path.join(outDir, bundle), branch);
 }
 
-/** Copy mode: checks the branch out at the end, as mount mode leaves it, when the user's tree is still clean. */
-async function checkoutIfClean(repo: Repo, branch: string, runLog: RunLog): Promise<void> {
-  if (await isClean(repo)) await checkoutBranch(repo, branch);
-  else runLog.note(`working tree changed during the run; ${branch} was created but not checked out`);
+/**
+ * Copy mode: checks the branch out at the end, as mount mode leaves it — only when no other run holds
+ * the working tree and the user's tree is still clean.
+ */
+async function checkoutIfFree(repo: Repo, branch: string, runLog: RunLog, env: NodeJS.ProcessEnv, runId: string, base: string): Promise<void> {
+  const lock = await acquireRepoLock(stateRoot(env), repo.root, { runId, baseCommit: base });
+  if (!lock) {
+    runLog.note(`another run holds the working tree; ${branch} was created but not checked out`);
+    return;
+  }
+  try {
+    if (await isClean(repo)) await checkoutBranch(repo, branch);
+    else runLog.note(`working tree changed during the run; ${branch} was created but not checked out`);
+  } finally {
+    await lock.release();
+  }
+}
+
+/** agent-worker's state folder: `$XDG_STATE_HOME/agent-worker` (else `~/.local/state/agent-worker`). */
+function stateRoot(env: NodeJS.ProcessEnv): string {
+  return path.dirname(runsRoot(env));
 }
 
 async function branchExistsAt(repo: Repo, branch: string): Promise<boolean> {
@@ -358,6 +420,10 @@ async function runAgent(
       live.tool = event.summary;
     } else if (event.kind === 'init') {
       log('agent init: %o', event);
+    } else if (event.kind === 'result') {
+      // The agent said it is done; if it does not exit, it is stopped after a grace period.
+      setTimeout(() => container.requestStop('after_result'), AFTER_RESULT_GRACE_MS).unref();
+      return;
     } else {
       return;
     }
@@ -453,8 +519,11 @@ export function commitMessage(task: string, runId: string, status: RunStatus): s
 }
 
 function runStatus(exit: ContainerExit, outcome: AgentOutcome): RunStatus {
+  if (exit.oomKilled) return 'out_of_memory';
   if (exit.reason === 'timed_out') return 'timed_out';
   if (exit.reason === 'interrupted') return 'interrupted';
+  // Stopped after it reported its result: the result decides.
+  if (exit.reason === 'after_result') return outcome.resultSubtype !== undefined && !outcome.isError ? 'success' : 'agent_error';
   return exit.exitCode === 0 && !outcome.isError ? 'success' : 'agent_error';
 }
 
@@ -466,12 +535,16 @@ function exitCodeFor(status: RunStatus, signal: AbortSignal): number {
       return ExitCode.agentError;
     case 'timed_out':
       return ExitCode.timedOut;
+    case 'out_of_memory':
+      return ExitCode.outOfMemory;
     case 'interrupted':
       return interruptExitCode(signal.reason);
   }
 }
 
 function describeExit(exit: ContainerExit): string {
+  if (exit.oomKilled) return 'killed: out of memory';
+  if (exit.reason === 'after_result') return 'stopped (it reported its result but did not exit)';
   if (exit.reason === 'timed_out') return 'timed out';
   if (exit.reason === 'interrupted') return 'interrupted';
   return `exited with code ${exit.exitCode}${exit.oomKilled ? ' (out of memory)' : ''}`;

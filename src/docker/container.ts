@@ -4,6 +4,7 @@
  * demultiplexed as it arrives, a host-enforced timeout, and removal that is safe to repeat.
  */
 import { createReadStream } from 'node:fs';
+import os from 'node:os';
 import { stat } from 'node:fs/promises';
 import { PassThrough, type Readable } from 'node:stream';
 import { pack as tarPack } from 'tar-stream';
@@ -12,7 +13,7 @@ import createDebug from 'debug';
 import { DockerError, ExitCode, errorMessage } from '../errors.js';
 import { withTimeout } from './client.js';
 import { extractSafely } from './archive.js';
-import { LABEL_MANAGED, LABEL_PID, LABEL_PROJECT, LABEL_RUN_ID, LABEL_VERSION } from './labels.js';
+import { LABEL_HOST, LABEL_MANAGED, LABEL_PID, LABEL_PROJECT, LABEL_RUN_ID, LABEL_VERSION } from './labels.js';
 
 const log = createDebug('agent-worker:docker');
 
@@ -69,6 +70,8 @@ export interface AgentContainerSpec {
   task: string;
   /** Host names / IPs the firewall lets the agent reach. */
   allowHosts: string[];
+  /** Resource limits: memory in bytes (no extra swap), CPUs, processes. */
+  limits?: { memoryBytes: number; cpus?: number; pidsLimit: number };
   timezone: string;
 }
 
@@ -79,14 +82,14 @@ export interface AgentContainerSpec {
  */
 export type WorkspaceSpec =
   | { mode: 'mount'; workTree: string; gitDir: string }
-  | { mode: 'copy'; bundleFile: string; baseCommit: string; branch: string; commitMessage: string; gitName: string; gitEmail: string };
+  | { mode: 'copy'; bundleFile: string; bundleRef: string; baseCommit: string; branch: string; commitMessage: string; gitName: string; gitEmail: string };
 
 /** How the agent's process ended. */
 export interface ContainerExit {
   /** Exit code of the container's main process; null when the host killed it. */
   exitCode: number | null;
-  /** `exited`, or why the host stopped it. */
-  reason: 'exited' | 'timed_out' | 'interrupted';
+  /** `exited`, or why the host stopped it (`after_result`: the agent reported its result, then did not exit). */
+  reason: 'exited' | 'timed_out' | 'interrupted' | 'after_result';
   /** True when Docker reports the container was killed for running out of memory. */
   oomKilled: boolean;
 }
@@ -113,6 +116,7 @@ async function pingWithin(docker: Docker, ms: number): Promise<void> {
 /** A created agent container. */
 export class AgentContainer {
   private removed = false;
+  private stopRequest?: (why: ContainerExit['reason']) => void;
 
   private constructor(
     private readonly docker: Docker,
@@ -140,7 +144,7 @@ export class AgentContainer {
       TZ: spec.timezone,
     };
     if (workspace.mode === 'copy') {
-      Object.assign(env, { AW_BRANCH: workspace.branch, AW_BASE_COMMIT: workspace.baseCommit, AW_GIT_NAME: workspace.gitName, AW_GIT_EMAIL: workspace.gitEmail });
+      Object.assign(env, { AW_BRANCH: workspace.branch, AW_BASE_COMMIT: workspace.baseCommit, AW_BUNDLE_REF: workspace.bundleRef, AW_GIT_NAME: workspace.gitName, AW_GIT_EMAIL: workspace.gitEmail });
     }
     let container: Docker.Container;
     try {
@@ -159,6 +163,7 @@ export class AgentContainer {
           [LABEL_RUN_ID]: spec.runId,
           [LABEL_VERSION]: spec.toolVersion,
           [LABEL_PID]: String(process.pid),
+          [LABEL_HOST]: os.hostname(),
           [LABEL_PROJECT]: spec.project,
         },
         HostConfig: {
@@ -168,6 +173,14 @@ export class AgentContainer {
           SecurityOpt: ['no-new-privileges'],
           ExtraHosts: ['host.docker.internal:host-gateway'],
           LogConfig: { Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '1' } },
+          ...(spec.limits
+            ? {
+                Memory: spec.limits.memoryBytes,
+                MemorySwap: spec.limits.memoryBytes,
+                PidsLimit: spec.limits.pidsLimit,
+                ...(spec.limits.cpus ? { NanoCpus: Math.round(spec.limits.cpus * 1e9) } : {}),
+              }
+            : {}),
           AutoRemove: false,
         },
       });
@@ -216,6 +229,7 @@ export class AgentContainer {
       log('stopping container %s: %s', this.shortId, why);
       this.container.stop({ t: STOP_GRACE_SECONDS[this.spec.workspace.mode] }).catch((error: unknown) => log('stop %s: %s', this.shortId, errorMessage(error)));
     };
+    this.stopRequest = stopFor;
     timer = setTimeout(() => stopFor('timed_out'), options.timeoutMs);
     const onAbort = (): void => stopFor('interrupted');
     if (options.signal?.aborted) onAbort();
@@ -261,6 +275,11 @@ export class AgentContainer {
     const exitCode = reason === 'exited' ? (status.StatusCode ?? null) : null;
     log('container %s ended: %s, exit %s', this.shortId, reason, status.StatusCode);
     return { exitCode, reason, oomKilled };
+  }
+
+  /** Stops the running container for `why` (SIGTERM, then SIGKILL after the grace period); no-op when not running. */
+  requestStop(why: ContainerExit['reason']): void {
+    this.stopRequest?.(why);
   }
 
   /**

@@ -15,3 +15,5 @@ export const LABEL_CONTENT_HASH = 'dev.agent-worker.content-hash';
 export const LABEL_PID = 'dev.agent-worker.pid';
 /** The project path a container works on (containers). */
 export const LABEL_PROJECT = 'dev.agent-worker.project';
+/** The host name of the machine whose agent-worker owns a container (with {@link LABEL_PID}). */
+export const LABEL_HOST = 'dev.agent-worker.host';

@@ -15,6 +15,7 @@ export const STATUS_WORDS: Record<RunStatus, string> = {
   agent_error: 'agent error',
   timed_out: 'timed out',
   interrupted: 'interrupted',
+  out_of_memory: 'out of memory',
 };
 
 const numberFormat = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });

@@ -1,7 +1,7 @@
 import type { TokenUsage } from '../../agents/types.js';
 
 /** How a run ended. */
-export type RunStatus = 'success' | 'agent_error' | 'timed_out' | 'interrupted';
+export type RunStatus = 'success' | 'agent_error' | 'timed_out' | 'interrupted' | 'out_of_memory';
 
 /** Status of one changed file, from `git diff --name-status` letters A/M/D/R (C, T map to modified). */
 export type FileChangeStatus = 'added' | 'modified' | 'deleted' | 'renamed';

@@ -31,6 +31,9 @@ function config(project: string, overrides: Partial<RunConfig> = {}): RunConfig 
     branch: 'feature/ok',
     tls: {},
     insecureDocker: false,
+    memoryBytes: 8 * 1024 ** 3,
+    pidsLimit: 4096,
+    buildTimeoutSeconds: 1800,
     ...overrides,
   };
 }

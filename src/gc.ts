@@ -1,0 +1,45 @@
+/**
+ * `agent-worker gc`: removes containers agent-worker left behind (after `kill -9` of the tool, a crash
+ * or a lost connection). Every container it creates carries the owner's host name and process id as
+ * labels; a container whose owner ran on this host and is gone is garbage. `all` also removes the ones
+ * owned by other hosts (whose liveness cannot be checked from here).
+ */
+import os from 'node:os';
+import type Docker from 'dockerode';
+import createDebug from 'debug';
+import { LABEL_HOST, LABEL_MANAGED, LABEL_PID, LABEL_RUN_ID } from './docker/labels.js';
+import { processAlive } from './run-lock.js';
+
+const log = createDebug('agent-worker:gc');
+
+/** One container gc removed. */
+export interface RemovedContainer {
+  id: string;
+  runId: string;
+  state: string;
+}
+
+/**
+ * Removes the leftover containers on `docker`.
+ * @param options.all also remove containers of other hosts, and of live processes on this host.
+ * @returns what was removed.
+ */
+export async function collectGarbage(docker: Docker, options: { all: boolean }): Promise<RemovedContainer[]> {
+  const containers = await docker.listContainers({ all: true, filters: { label: [`${LABEL_MANAGED}=true`] } });
+  const removed: RemovedContainer[] = [];
+  for (const info of containers) {
+    const labels = info.Labels ?? {};
+    const pid = Number(labels[LABEL_PID]);
+    const ownHost = labels[LABEL_HOST] === os.hostname();
+    const orphan = ownHost && !(Number.isInteger(pid) && pid > 0 && processAlive(pid));
+    if (!orphan && !options.all) continue;
+    try {
+      await docker.getContainer(info.Id).remove({ force: true, v: true });
+      removed.push({ id: info.Id.slice(0, 12), runId: labels[LABEL_RUN_ID] ?? '?', state: info.State });
+      log('removed %s (run %s, %s)', info.Id.slice(0, 12), labels[LABEL_RUN_ID], info.State);
+    } catch (error) {
+      if ((error as { statusCode?: number }).statusCode !== 404) throw error;
+    }
+  }
+  return removed;
+}
