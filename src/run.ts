@@ -227,7 +227,7 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
   if (workspace === 'mount') {
     await createBranch(repo, branch, base);
     runLog.note(`base commit ${base}; created and checked out ${branch}`);
-    workspaceSpec = { mode: 'mount', workTree: repo.root, gitDir: path.join(repo.root, '.git') };
+    workspaceSpec = { mode: 'mount', workTree: repo.root, gitDir: path.join(repo.root, '.git'), extraReadOnly: await linkedGitDirs(repo) };
   } else {
     const bundleFile = path.join(scratch, 'repo.bundle');
     const bundleRef = `refs/agent-worker/runs/${runId}`;
@@ -386,6 +386,16 @@ async function checkoutIfFree(repo: Repo, branch: string, runLog: RunLog, env: N
 /** agent-worker's state folder: `$XDG_STATE_HOME/agent-worker` (else `~/.local/state/agent-worker`). */
 function stateRoot(env: NodeJS.ProcessEnv): string {
   return path.dirname(runsRoot(env));
+}
+
+/**
+ * For a linked worktree (or a submodule checkout) whose `.git` is a file, the repository's common git
+ * dir, which lives outside the work tree; nothing for a plain checkout.
+ */
+async function linkedGitDirs(repo: Repo): Promise<string[]> {
+  if ((await stat(path.join(repo.root, '.git'))).isDirectory()) return [];
+  const common = path.resolve(repo.root, (await repo.git.raw(['rev-parse', '--git-common-dir'])).trim());
+  return [common];
 }
 
 async function branchExistsAt(repo: Repo, branch: string): Promise<boolean> {

@@ -76,12 +76,14 @@ export interface AgentContainerSpec {
 }
 
 /**
- * `mount`: the host work tree is bind-mounted at {@link WORKSPACE_DIR}, its `.git` read-only on top.
+ * `mount`: the host work tree is bind-mounted at {@link WORKSPACE_DIR}, its `.git` read-only on top;
+ * `extraReadOnly` folders (a worktree's common git dir) are mounted read-only at their own paths, so
+ * the absolute `gitdir:` of a `.git` file resolves inside the container too.
  * `copy`: a git bundle of the base commit (a host file, streamed in) becomes the workspace inside the
  * container; the agent's commits come back as a bundle from {@link COPY_OUT_DIR}.
  */
 export type WorkspaceSpec =
-  | { mode: 'mount'; workTree: string; gitDir: string }
+  | { mode: 'mount'; workTree: string; gitDir: string; extraReadOnly?: string[] }
   | { mode: 'copy'; bundleFile: string; bundleRef: string; baseCommit: string; branch: string; commitMessage: string; gitName: string; gitEmail: string };
 
 /** How the agent's process ended. */
@@ -167,7 +169,14 @@ export class AgentContainer {
           [LABEL_PROJECT]: spec.project,
         },
         HostConfig: {
-          Binds: workspace.mode === 'mount' ? [`${workspace.workTree}:${WORKSPACE_DIR}`, `${workspace.gitDir}:${WORKSPACE_DIR}/.git:ro`] : [],
+          Binds:
+            workspace.mode === 'mount'
+              ? [
+                  `${workspace.workTree}:${WORKSPACE_DIR}`,
+                  `${workspace.gitDir}:${WORKSPACE_DIR}/.git:ro`,
+                  ...(workspace.extraReadOnly ?? []).map((dir) => `${dir}:${dir}:ro`),
+                ]
+              : [],
           CapDrop: ['ALL'],
           CapAdd: ENTRYPOINT_CAPABILITIES,
           SecurityOpt: ['no-new-privileges'],
