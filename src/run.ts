@@ -407,13 +407,18 @@ async function branchExistsAt(repo: Repo, branch: string): Promise<boolean> {
   }
 }
 
-/** Runs the container and reads its output into the parser and the run log as it arrives. */
-async function runAgent(
+/**
+ * Runs the container and reads its output into the parser and the run log as it arrives. Stops the
+ * container `afterResultGraceMs` after the agent's final result if it has not exited by then, and at
+ * `config.timeoutSeconds`.
+ */
+export async function runAgent(
   container: AgentContainer,
   plugin: AgentPlugin,
   runLog: RunLog,
-  config: RunConfig,
-  context: RunContext,
+  config: Pick<RunConfig, 'timeoutSeconds'>,
+  context: Pick<RunContext, 'progress' | 'signal'>,
+  afterResultGraceMs = AFTER_RESULT_GRACE_MS,
 ): Promise<{ exit: ContainerExit; outcome: AgentOutcome; stderrTail: string[] }> {
   const parser = plugin.createParser();
   const live = { turn: 0, tokens: 0, tool: '', costUsd: undefined as number | undefined };
@@ -432,7 +437,7 @@ async function runAgent(
       log('agent init: %o', event);
     } else if (event.kind === 'result') {
       // The agent said it is done; if it does not exit, it is stopped after a grace period.
-      setTimeout(() => container.requestStop('after_result'), AFTER_RESULT_GRACE_MS).unref();
+      setTimeout(() => container.requestStop('after_result'), afterResultGraceMs).unref();
       return;
     } else {
       return;
