@@ -10,7 +10,7 @@ import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type Docker from 'dockerode';
 import { startFakeAnthropic, type FakeAnthropic, type ScriptedTurn } from '../fixtures/fake-anthropic.js';
-import { bridgeGateway, dockerAvailable, managedContainers, runCli, TEST_CA_CERT, type CliResult } from '../helpers/docker.js';
+import { bridgeGateway, docker, dockerAvailable, managedContainers, runCli, TEST_CA_CERT, type CliResult } from '../helpers/docker.js';
 import { startDind, type Dind } from '../helpers/dind.js';
 import { git, makeRepo, removeDir, tempDir } from '../helpers/git.js';
 import type { RunReport } from '../../src/report/types.js';
@@ -45,6 +45,8 @@ function run(repo: string, fixture: FakeAnthropic | undefined, args: string[], e
   return runCli(['--project', repo, ...base, '--ca-cert', TEST_CA_CERT, '--json', ...args], {
     cwd: repo,
     env: { XDG_STATE_HOME: stateDir, ANTHROPIC_API_KEY: API_KEY, ...env },
+    // The first run builds the agent image on the remote daemon (vfs storage: several minutes).
+    timeoutMs: 1_500_000,
   });
 }
 
@@ -116,7 +118,7 @@ function coreRepo(): { repo: string; base: string } {
   return { repo, base: git(repo, 'rev-parse', 'HEAD').trim() };
 }
 
-describe.runIf(hasDocker)('remote Docker daemon (docker-in-docker)', { timeout: 1_200_000 }, () => {
+describe.runIf(hasDocker)('remote Docker daemon (docker-in-docker)', { timeout: 1_800_000 }, () => {
   it('over TLS: builds the image there, copies the workspace in, brings the commits back', async () => {
     const { repo, base } = coreRepo();
     const fixture = await startFakeAnthropic({ host: gateway, script: coreScript() });
@@ -220,7 +222,7 @@ describe.runIf(hasDocker)('remote Docker daemon (docker-in-docker)', { timeout: 
       const refsAfter = git(repo, 'for-each-ref', '--format=%(refname) %(objectname)');
       expect(refsAfter.split('\n').filter((line) => !refsBefore.includes(line)).filter(Boolean)).toEqual([`refs/heads/remote-killed ${base}`]);
       expect(git(repo, 'status', '--porcelain', '--untracked-files=all')).toBe('');
-      expect(await managedContainers()).toEqual([]);
+      expect(await docker.listContainers({ all: true, filters: { label: [`dev.agent-worker.project=${repo}`] } })).toEqual([]);
     } finally {
       await fixture.close();
     }
