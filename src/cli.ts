@@ -132,7 +132,7 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`agent-worker: ${signal} again, exiting now; containers labelled dev.agent-worker.managed may be left behind.\n`);
       process.exit(128 + (signal === 'SIGHUP' ? 1 : signal === 'SIGTERM' ? 15 : 2));
     }
-    process.stderr.write(`\nagent-worker: ${signal} received, stopping the agent and committing its work…\n`);
+    process.stderr.write(`\nagent-worker: ${signal} received, stopping (a running agent is stopped and its work committed)…\n`);
     controller.abort(signal);
   };
   for (const signal of HANDLED_SIGNALS) process.on(signal, onSignal);

@@ -38,7 +38,10 @@ export async function collectGarbage(docker: Docker, options: { all: boolean }):
       removed.push({ id: info.Id.slice(0, 12), runId: labels[LABEL_RUN_ID] ?? '?', state: info.State });
       log('removed %s (run %s, %s)', info.Id.slice(0, 12), labels[LABEL_RUN_ID], info.State);
     } catch (error) {
-      if ((error as { statusCode?: number }).statusCode !== 404) throw error;
+      // 404: already gone; 409: another gc is removing it right now. Either way not ours to report;
+      // any other failure is logged and the sweep goes on with the next container.
+      const code = (error as { statusCode?: number }).statusCode;
+      if (code !== 404 && code !== 409) log('could not remove %s: %s', info.Id.slice(0, 12), String(error));
     }
   }
   return removed;

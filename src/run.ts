@@ -6,6 +6,7 @@
  * failures are thrown as typed errors for `cli.ts` to show.
  */
 import { randomBytes } from 'node:crypto';
+import { StringDecoder } from 'node:string_decoder';
 import os from 'node:os';
 import path from 'node:path';
 import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
@@ -35,6 +36,7 @@ import { connectDocker, type DockerConnection } from './docker/client.js';
 import { ensureImage } from './docker/image.js';
 import { AgentContainer, DaemonLostError, FIREWALL_EXIT_CODE, WORKSPACE_DIR, type ContainerExit, type WorkspaceSpec } from './docker/container.js';
 import { LineSplitter } from './stream/lines.js';
+import { defuseGitEntries, snapshotGitEntries } from './git/guard.js';
 import { RunLog, runsRoot } from './report/run-log.js';
 import { acquireRepoLock, lockHolder, type RepoLock, type RepoLockInfo } from './run-lock.js';
 import { collectGarbage } from './gc.js';
@@ -167,6 +169,10 @@ export async function preflight(config: RunConfig, context: RunContext): Promise
     sshKey: config.sshKey,
     env: context.env,
     home: context.env.HOME || os.homedir(),
+    signal: context.signal,
+  }).catch((error: unknown) => {
+    throwIfAborted(context.signal);
+    throw error;
   });
   const info = docker.info;
   context.notice(`Docker daemon: ${info.endpoint} (${info.source}) · ${info.name} · engine ${info.version} · ${info.platform}`);
@@ -239,10 +245,27 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
 
   let container: AgentContainer | undefined;
   let agentStarted = false;
+  const warnings: string[] = [];
+  const warn = (text: string): void => {
+    warnings.push(text);
+    runLog.note(`warning: ${text}`);
+    context.notice(`agent-worker: warning: ${text}`);
+  };
+  const gitEntriesBefore = workspace === 'mount' ? await snapshotGitEntries(repo.root) : undefined;
   /** Puts the agent's work on the branch (copy mode: fetched from the stopped container). */
   const keepWork = async (status: RunStatus): Promise<string> => {
-    if (workspace === 'mount') return commitAll(repo, commitMessage(config.task, runId, status));
-    return bringBackCopy(repo, container, scratch, branch, base, runLog);
+    if (workspace === 'copy') return bringBackCopy(repo, container, scratch, branch, base, runLog);
+    // Before any host git command looks at the tree: nested repositories the agent planted could make it run their config.
+    const moved = await defuseGitEntries(repo.root, gitEntriesBefore ?? new Map(), path.join(runLog.dir, 'quarantine'));
+    if (moved.length > 0) {
+      warn(`moved ${moved.length} .git entr${moved.length === 1 ? 'y' : 'ies'} the agent created or changed in the work tree to ${path.join(runLog.dir, 'quarantine')} (nested repositories are not committed): ${moved.join(', ')}`);
+    }
+    const headCommit = await commitAll(repo, commitMessage(config.task, runId, status));
+    const leftOver = await dirtyPaths(repo);
+    if (leftOver.length > 0) {
+      warn(`changes inside ${leftOver.join(', ')} are in the working tree but not on the branch (a submodule's changes must be committed in the submodule)`);
+    }
+    return headCommit;
   };
   try {
     context.progress.phase('Building the image');
@@ -312,6 +335,7 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
       ...{ repo, runId, branch, base, headCommit, status, exit, outcome, config, started, plugin },
       image: { tag: image.tag, built: image.built, buildMs: image.durationMs },
       logDir: runLog.dir,
+      warnings,
     });
     runLog.note(`status ${status}; head ${report.headCommit}; ${report.changes.filesChanged} file(s) changed`);
     await runLog.writeReport(report);
@@ -329,7 +353,7 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
       }
       if (workspace === 'copy' && !(await branchExistsAt(repo, branch))) await createBranchAt(repo, branch, base).catch(() => undefined);
     } else if (workspace === 'mount') {
-      await commitAll(repo, commitMessage(config.task, runId, 'agent_error')).catch(() => undefined);
+      await keepWork('agent_error').catch((keepError: unknown) => runLog.note(`keeping the work failed: ${errorMessage(keepError)}`));
     }
     if (container) await container.remove().catch((removeError: unknown) => log('remove: %s', errorMessage(removeError)));
     if (context.signal.aborted && !agentStarted) throw new InterruptedError(String(context.signal.reason));
@@ -398,6 +422,15 @@ async function linkedGitDirs(repo: Repo): Promise<string[]> {
   return [common];
 }
 
+/** Paths `git status` still reports after the commit (submodules included). */
+async function dirtyPaths(repo: Repo): Promise<string[]> {
+  const status = await repo.git.raw(['status', '--porcelain=v1', '-z', '--untracked-files=all', '--ignore-submodules=none']);
+  return status
+    .split('\0')
+    .filter((entry) => /^[ MADRCUT?!]{2} /.test(entry))
+    .map((entry) => entry.slice(3));
+}
+
 async function branchExistsAt(repo: Repo, branch: string): Promise<boolean> {
   try {
     await repo.git.raw(['rev-parse', '--verify', `refs/heads/${branch}`]);
@@ -445,18 +478,35 @@ export async function runAgent(
     show();
   };
   let waitingForDrain = false;
-  const splitter = new LineSplitter((line, truncated) => {
-    const flushed = runLog.agentLine(line);
-    if (!truncated) for (const event of parser.push(line)) onEvent(event);
-    if (!flushed && !waitingForDrain) {
-      waitingForDrain = true;
-      pendingFlow?.pause();
-      void runLog.waitDrain().then(() => {
-        waitingForDrain = false;
-        pendingFlow?.resume();
-      });
-    }
-  });
+  let longLineDecoder = new StringDecoder('utf8');
+  /** Backpressure: when the run log's buffer is full, the attach stream waits for it to drain. */
+  const throttle = (flushed: boolean): void => {
+    if (flushed || waitingForDrain) return;
+    waitingForDrain = true;
+    pendingFlow?.pause();
+    void runLog.waitDrain().then(() => {
+      waitingForDrain = false;
+      pendingFlow?.resume();
+    });
+  };
+  // Every byte reaches the run log; lines longer than the splitter's cap are written piece by piece as
+  // they arrive (and not parsed), so memory stays bounded by the cap whatever the agent prints.
+  const splitter = new LineSplitter(
+    (line, truncated) => {
+      if (truncated) return;
+      throttle(runLog.agentLine(line));
+      for (const event of parser.push(line)) onEvent(event);
+    },
+    undefined,
+    {
+      start: (head) => {
+        longLineDecoder = new StringDecoder('utf8');
+        throttle(runLog.agentPiece(longLineDecoder.write(head)));
+      },
+      chunk: (piece) => throttle(runLog.agentPiece(longLineDecoder.write(piece))),
+      end: () => throttle(runLog.agentPiece(longLineDecoder.end(), true)),
+    },
+  );
   let pendingFlow: { pause(): void; resume(): void } | undefined;
   const stderrLines = new LineSplitter((line) => {
     stderrTail.push(line);
@@ -498,10 +548,10 @@ async function buildReport(input: {
   logDir: string;
   plugin: AgentPlugin;
   image: RunReport['image'];
+  warnings: string[];
 }): Promise<RunReport> {
   const { repo, outcome, headCommit } = input;
   const changes = await diffChanges(repo, input.base, headCommit);
-  if (!(await isClean(repo))) log('work tree not clean after the run (submodule or ignored-file edge case)');
   return {
     runId: input.runId,
     status: input.status,
@@ -522,6 +572,7 @@ async function buildReport(input: {
     costUsd: outcome.costUsd ?? null,
     changes,
     image: input.image,
+    warnings: input.warnings,
     logDir: input.logDir,
   };
 }

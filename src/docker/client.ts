@@ -61,6 +61,8 @@ export interface DockerConnectOptions {
   env: NodeJS.ProcessEnv;
   /** The user's home folder (for ~/.docker and ~/.ssh). */
   home: string;
+  /** Aborts connecting (the user pressed Ctrl-C). */
+  signal?: AbortSignal;
 }
 
 /** The chosen endpoint and how to reach it. */
@@ -220,8 +222,13 @@ export async function connectDocker(options: DockerConnectOptions): Promise<Dock
   const docker = new Docker(modemOptions(endpoint, options, hostKey));
   log('connecting to %s (%s)', endpoint.url, endpoint.source);
   try {
-    const version = await withTimeout(docker.version(), CONNECT_TIMEOUT_MS, `the Docker daemon at ${endpoint.url} to answer`);
-    const info = (await withTimeout(docker.info(), CONNECT_TIMEOUT_MS, `docker info from ${endpoint.url}`)) as { Name?: string };
+    // One budget for both requests: an unreachable daemon fails within CONNECT_TIMEOUT_MS, not twice that.
+    const [version, info] = (await withTimeout(
+      Promise.all([docker.version(), docker.info()]),
+      CONNECT_TIMEOUT_MS,
+      `the Docker daemon at ${endpoint.url} to answer`,
+      options.signal,
+    )) as [Docker.DockerVersion, { Name?: string }];
     const modem = docker.modem as unknown as { socketPath?: string; host?: string; protocol?: string };
     const seesHostPaths = Boolean(modem.socketPath) || (modem.protocol !== 'ssh' && isLoopback(String(modem.host ?? '')) && info.Name === os.hostname());
     const daemon: DaemonInfo = {
@@ -235,6 +242,7 @@ export async function connectDocker(options: DockerConnectOptions): Promise<Dock
     log('connected: %o', daemon);
     return { docker, info: daemon };
   } catch (error) {
+    if (options.signal?.aborted) throw error;
     throw connectError(error, endpoint, hostKey.verdict, options);
   }
 }
@@ -276,15 +284,25 @@ function connectError(error: unknown, endpoint: ResolvedEndpoint, verdict: HostK
   );
 }
 
-/** Resolves or rejects like `promise`, or rejects after `ms` with a message naming what was waited for. */
-export async function withTimeout<T>(promise: Promise<T>, ms: number, waitingFor: string): Promise<T> {
+/**
+ * Resolves or rejects like `promise`, or rejects after `ms` with a message naming what was waited
+ * for, or as soon as `signal` aborts (with the signal's reason).
+ */
+export async function withTimeout<T>(promise: Promise<T>, ms: number, waitingFor: string, signal?: AbortSignal): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${waitingFor}`)), ms);
+    if (signal) {
+      onAbort = () => reject(new Error(`aborted (${String(signal.reason)}) while waiting for ${waitingFor}`));
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+    }
   });
   try {
     return await Promise.race([promise, timeout]);
   } finally {
     clearTimeout(timer);
+    if (onAbort) signal?.removeEventListener('abort', onAbort);
   }
 }

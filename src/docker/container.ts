@@ -232,11 +232,19 @@ export class AgentContainer {
 
     let reason: ContainerExit['reason'] = 'exited';
     let timer: NodeJS.Timeout | undefined;
+    let stopping: Promise<void> | undefined;
     const stopFor = (why: ContainerExit['reason']): void => {
       if (reason !== 'exited') return;
       reason = why;
       log('stopping container %s: %s', this.shortId, why);
-      this.container.stop({ t: STOP_GRACE_SECONDS[this.spec.workspace.mode] }).catch((error: unknown) => log('stop %s: %s', this.shortId, errorMessage(error)));
+      stopping = this.container.stop({ t: STOP_GRACE_SECONDS[this.spec.workspace.mode] }).then(
+        () => undefined,
+        (error: unknown) => {
+          // 304: it had already stopped by itself, so the host stopped nothing and its exit stands.
+          if ((error as { statusCode?: number }).statusCode === 304) reason = 'exited';
+          else log('stop %s: %s', this.shortId, errorMessage(error));
+        },
+      );
     };
     this.stopRequest = stopFor;
     timer = setTimeout(() => stopFor('timed_out'), options.timeoutMs);
@@ -281,6 +289,7 @@ export class AgentContainer {
     } catch {
       // Already gone: nothing more to learn.
     }
+    if (stopping) await withTimeout(stopping, HEARTBEAT_TIMEOUT_MS, 'the stop request').catch(() => undefined);
     const exitCode = reason === 'exited' ? (status.StatusCode ?? null) : null;
     log('container %s ended: %s, exit %s', this.shortId, reason, status.StatusCode);
     return { exitCode, reason, oomKilled };

@@ -81,6 +81,7 @@ export function renderReportTable(report: RunReport, options: RenderTableOptions
     out += 'No files changed.\n';
   }
 
+  for (const warning of report.warnings ?? []) out += `${c.yellow('warning:')} ${printable(warning)}\n`;
   out += `${c.dim('Log folder:')} ${printable(report.logDir)}\n`;
   return out;
 }

@@ -56,6 +56,14 @@ export class RunLog {
     return this.agentStream.write(`${this.redact(line)}\n`);
   }
 
+  /**
+   * Appends a piece of an over-long line of agent output (its newline comes with the last piece,
+   * `end`). Secrets are redacted piece by piece. Returns false when the caller should wait for {@link waitDrain}.
+   */
+  agentPiece(piece: string, end = false): boolean {
+    return this.agentStream.write(end ? `${this.redact(piece)}\n` : this.redact(piece));
+  }
+
   /** Appends container stderr. Returns false when the caller should wait for {@link waitDrain}. */
   stderr(text: string): boolean {
     return this.agentStderr.write(this.redact(text));

@@ -56,6 +56,11 @@ export interface RunReport {
   changes: ChangeSummary;
   /** The image the agent ran in: its tag, and whether this run built it (false: reused from cache). */
   image: { tag: string; built: boolean; buildMs: number };
+  /**
+   * Things the user must know about the result, e.g. nested repositories the agent planted that were
+   * moved aside, or changes inside submodules that are not on the branch. Empty when there are none.
+   */
+  warnings: string[];
   /** Folder holding this run's logs and report.json. */
   logDir: string;
 }

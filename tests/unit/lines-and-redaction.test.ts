@@ -33,6 +33,25 @@ describe('LineSplitter', () => {
       ['next', false],
     ]);
   });
+
+
+  it('hands every byte of an over-long line to the long-line sink, in order', () => {
+    const pieces: string[] = [];
+    const lines: Array<[string, boolean]> = [];
+    const splitter = new LineSplitter((line, truncated) => lines.push([line, truncated]), 4, {
+      start: (head) => pieces.push(`[${head.toString()}`),
+      chunk: (piece) => pieces.push(piece.toString()),
+      end: () => pieces.push(']'),
+    });
+    for (const chunk of ['0123', '45', '67\nok\n', 'abcdefg']) splitter.push(Buffer.from(chunk));
+    splitter.end();
+    expect(pieces.join('')).toBe('[01234567][abcdefg]');
+    expect(lines).toEqual([
+      ['0123', true],
+      ['ok', false],
+      ['abcd', true],
+    ]);
+  });
 });
 
 describe('makeRedactor', () => {

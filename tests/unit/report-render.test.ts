@@ -36,6 +36,7 @@ function makeReport(overrides: Partial<RunReport> = {}): RunReport {
       ],
     },
     image: { tag: 'agent-worker:aaaabbbbccccdddd', built: false, buildMs: 12 },
+    warnings: [],
     logDir: '/home/me/.agent-worker/runs/run-20261122-abc123',
     ...overrides,
   };
