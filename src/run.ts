@@ -18,6 +18,7 @@ import type { AgentEvent, AgentOutcome, AgentPlugin } from '../agents/types.js';
 import {
   abandonBranch,
   assertClean,
+  branchExists,
   assertNewBranch,
   checkoutBranch,
   commitAll,
@@ -30,6 +31,7 @@ import {
   isClean,
   openRepo,
   readHead,
+  statusEntries,
   type Repo,
 } from './git/repo.js';
 import { connectDocker, type DockerConnection } from './docker/client.js';
@@ -261,7 +263,7 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
       warn(`moved ${moved.length} .git entr${moved.length === 1 ? 'y' : 'ies'} the agent created or changed in the work tree to ${path.join(runLog.dir, 'quarantine')} (nested repositories are not committed): ${moved.join(', ')}`);
     }
     const headCommit = await commitAll(repo, commitMessage(config.task, runId, status));
-    const leftOver = await dirtyPaths(repo);
+    const leftOver = (await statusEntries(repo, ['--ignore-submodules=none'])).map((entry) => entry.slice(3));
     if (leftOver.length > 0) {
       warn(`changes inside ${leftOver.join(', ')} are in the working tree but not on the branch (a submodule's changes must be committed in the submodule)`);
     }
@@ -346,12 +348,12 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
     runLog.note(`failed: ${errorMessage(error)}`);
     if (!agentStarted) {
       if (workspace === 'mount') await abandonBranch(repo, branch, head).catch((undoError: unknown) => log('abandon branch: %s', errorMessage(undoError)));
-    } else if (!(await branchExistsAt(repo, branch))) {
+    } else if (!(await branchExists(repo, branch))) {
       // The agent ran: keep whatever can be kept on the branch (nothing can come from a lost daemon).
       if (!(error instanceof DaemonLostError)) {
         await keepWork('agent_error').catch((keepError: unknown) => runLog.note(`keeping the work failed: ${errorMessage(keepError)}`));
       }
-      if (workspace === 'copy' && !(await branchExistsAt(repo, branch))) await createBranchAt(repo, branch, base).catch(() => undefined);
+      if (workspace === 'copy' && !(await branchExists(repo, branch))) await createBranchAt(repo, branch, base).catch(() => undefined);
     } else if (workspace === 'mount') {
       await keepWork('agent_error').catch((keepError: unknown) => runLog.note(`keeping the work failed: ${errorMessage(keepError)}`));
     }
@@ -420,24 +422,6 @@ async function linkedGitDirs(repo: Repo): Promise<string[]> {
   if ((await stat(path.join(repo.root, '.git'))).isDirectory()) return [];
   const common = path.resolve(repo.root, (await repo.git.raw(['rev-parse', '--git-common-dir'])).trim());
   return [common];
-}
-
-/** Paths `git status` still reports after the commit (submodules included). */
-async function dirtyPaths(repo: Repo): Promise<string[]> {
-  const status = await repo.git.raw(['status', '--porcelain=v1', '-z', '--untracked-files=all', '--ignore-submodules=none']);
-  return status
-    .split('\0')
-    .filter((entry) => /^[ MADRCUT?!]{2} /.test(entry))
-    .map((entry) => entry.slice(3));
-}
-
-async function branchExistsAt(repo: Repo, branch: string): Promise<boolean> {
-  try {
-    await repo.git.raw(['rev-parse', '--verify', `refs/heads/${branch}`]);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /**

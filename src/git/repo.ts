@@ -72,8 +72,7 @@ export async function openRepo(dir: string): Promise<Repo> {
  * @throws PreflightError (exit {@link ExitCode.dirtyTree}) listing up to 10 paths.
  */
 export async function assertClean(repo: Repo): Promise<void> {
-  const status = await repo.git.raw(['status', '--porcelain=v1', '-z', '--untracked-files=all', '--ignore-submodules=none']);
-  const entries = status.split('\0').filter(Boolean).filter((entry) => /^[ MADRCUT?!]{2} /.test(entry));
+  const entries = await statusEntries(repo, ['--ignore-submodules=none']);
   if (entries.length === 0) return;
   const shown = entries.slice(0, 10).map((entry) => `  ${entry}`);
   if (entries.length > 10) shown.push(`  … and ${entries.length - 10} more`);
@@ -82,6 +81,15 @@ export async function assertClean(repo: Repo): Promise<void> {
     ExitCode.dirtyTree,
     'Commit or stash them first (`git stash --include-untracked`), so the agent\'s branch holds only its own work.',
   );
+}
+
+/**
+ * `git status --porcelain=v1 -z --untracked-files=all` as entries (`XY path`); ignored files are not
+ * listed. Only call this once nested repositories are defused ({@link ./guard.ts}): status runs inside them.
+ */
+export async function statusEntries(repo: Repo, extra: string[] = []): Promise<string[]> {
+  const status = await repo.git.raw(['status', '--porcelain=v1', '-z', '--untracked-files=all', ...extra]);
+  return status.split('\0').filter((entry) => /^[ MADRCUT?!]{2} /.test(entry));
 }
 
 /**
@@ -104,7 +112,8 @@ export async function assertNewBranch(repo: Repo, branch: string): Promise<void>
   }
 }
 
-async function branchExists(repo: Repo, branch: string): Promise<boolean> {
+/** True when `refs/heads/<branch>` exists. */
+export async function branchExists(repo: Repo, branch: string): Promise<boolean> {
   try {
     // Not --quiet: simple-git only rejects when git also wrote to stderr.
     await repo.git.raw(['rev-parse', '--verify', `refs/heads/${branch}`]);
@@ -200,8 +209,7 @@ export async function diffChanges(repo: Repo, base: string, head: string): Promi
 
 /** True when the work tree has no staged, unstaged or untracked changes. */
 export async function isClean(repo: Repo): Promise<boolean> {
-  const status = await repo.git.raw(['status', '--porcelain=v1', '-z', '--untracked-files=all']);
-  return status.length === 0;
+  return (await statusEntries(repo)).length === 0;
 }
 
 /**
