@@ -7,7 +7,7 @@
 import { Command, Option } from 'commander';
 import { VERSION } from './version.js';
 import { SETTINGS, loadConfig, type RawFlags } from './config.js';
-import { AgentWorkerError, ConfigError, ExitCode, ImageBuildError, errorMessage } from './errors.js';
+import { AgentWorkerError, ConfigError, ExitCode, ImageBuildError, errorMessage, interruptExitCode } from './errors.js';
 
 const HANDLED_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
@@ -130,7 +130,7 @@ async function main(argv: string[]): Promise<number> {
   const onSignal = (signal: NodeJS.Signals): void => {
     if (controller.signal.aborted) {
       process.stderr.write(`agent-worker: ${signal} again, exiting now; containers labelled dev.agent-worker.managed may be left behind.\n`);
-      process.exit(128 + (signal === 'SIGHUP' ? 1 : signal === 'SIGTERM' ? 15 : 2));
+      process.exit(interruptExitCode(signal));
     }
     process.stderr.write(`\nagent-worker: ${signal} received, stopping (a running agent is stopped and its work committed)…\n`);
     controller.abort(signal);

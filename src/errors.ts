@@ -41,6 +41,13 @@ export const ExitCode = {
 
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
 
+/** 128 + signal number for SIGHUP, SIGINT, SIGTERM (anything else counts as SIGINT). */
+export function interruptExitCode(signalName: unknown): (typeof ExitCode)['sighup' | 'sigint' | 'sigterm'] {
+  if (signalName === 'SIGHUP') return ExitCode.sighup;
+  if (signalName === 'SIGTERM') return ExitCode.sigterm;
+  return ExitCode.sigint;
+}
+
 /** Base class: a failure with an exit code and a hint naming the fix. */
 export class AgentWorkerError extends Error {
   override name = 'AgentWorkerError';

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import createDebug from 'debug';
 import type { RunConfig, WorkspaceMode } from './config.js';
-import { AgentWorkerError, DockerError, ExitCode, ImageBuildError, PreflightError, errorMessage } from './errors.js';
+import { AgentWorkerError, DockerError, ExitCode, ImageBuildError, PreflightError, errorMessage, interruptExitCode } from './errors.js';
 import { getAgentPlugin } from '../agents/index.js';
 import type { AgentEvent, AgentOutcome, AgentPlugin } from '../agents/types.js';
 import {
@@ -36,7 +36,7 @@ import {
 } from './git/repo.js';
 import { connectDocker, type DockerConnection } from './docker/client.js';
 import { ensureImage } from './docker/image.js';
-import { AgentContainer, DaemonLostError, FIREWALL_EXIT_CODE, WORKSPACE_DIR, type ContainerExit, type WorkspaceSpec } from './docker/container.js';
+import { AgentContainer, DaemonLostError, FIREWALL_EXIT_CODE, type ContainerExit, type WorkspaceSpec } from './docker/container.js';
 import { LineSplitter } from './stream/lines.js';
 import { defuseGitEntries, snapshotGitEntries } from './git/guard.js';
 import { RunLog, runsRoot } from './report/run-log.js';
@@ -82,13 +82,6 @@ export class InterruptedError extends AgentWorkerError {
   constructor(signalName: string) {
     super(`Interrupted by ${signalName}; nothing was changed.`, interruptExitCode(signalName));
   }
-}
-
-/** 128 + signal number for SIGHUP, SIGINT, SIGTERM. */
-export function interruptExitCode(signalName: unknown): (typeof ExitCode)['sighup' | 'sigint' | 'sigterm'] {
-  if (signalName === 'SIGHUP') return ExitCode.sighup;
-  if (signalName === 'SIGTERM') return ExitCode.sigterm;
-  return ExitCode.sigint;
 }
 
 /** The text appended to the agent's system prompt. */
@@ -604,4 +597,3 @@ function throwIfAborted(signal: AbortSignal): void {
   if (signal.aborted) throw new InterruptedError(String(signal.reason));
 }
 
-export { WORKSPACE_DIR };

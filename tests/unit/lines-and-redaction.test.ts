@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { LineSplitter } from '../../src/stream/lines.js';
 import { makeRedactor } from '../../src/report/run-log.js';
-import { ImageBuildError } from '../../src/errors.js';
-import { commitMessage, defaultBranchName, interruptExitCode, newRunId } from '../../src/run.js';
+import { ImageBuildError, interruptExitCode } from '../../src/errors.js';
+import { commitMessage, defaultBranchName, newRunId } from '../../src/run.js';
 
 function split(chunks: Array<string | Buffer>, max?: number): Array<[string, boolean]> {
   const lines: Array<[string, boolean]> = [];
