@@ -16,7 +16,7 @@ import type { Readable } from 'node:stream';
 import { pack } from 'tar-fs';
 import { startFakeAnthropic, type FakeAnthropic, type ScriptedTurn } from '../fixtures/fake-anthropic.js';
 import { parseReport, runAgentWorker, TEST_API_KEY, waitFor, withFixture } from '../helpers/agent-run.js';
-import { bridgeGateway, CLI, docker, dockerAvailable, managedContainers, runCli, TEST_CA_CERT, type CliResult } from '../helpers/docker.js';
+import { bridgeGateway, CLI, docker, dockerAvailable, managedContainers, projectContainers, runCli, TEST_CA_CERT, type CliResult } from '../helpers/docker.js';
 import { git, makeRepo, removeDir, tempDir } from '../helpers/git.js';
 import { LABEL_PROJECT } from '../../src/docker/labels.js';
 import type { RunReport } from '../../src/report/types.js';
@@ -61,11 +61,6 @@ function scratchLeft(tmp: string): string[] {
   return readdirSync(tmp).filter((name) => name.startsWith('agent-worker-'));
 }
 
-/** Every container (any state) labelled with `repo` as its project. */
-async function projectContainers(repo: string): Promise<string[]> {
-  const list = await docker.listContainers({ all: true, filters: { label: [`${LABEL_PROJECT}=${repo}`] } });
-  return list.map((info) => `${info.Id.slice(0, 12)} ${info.State}`);
-}
 
 /** Containers (any state) whose image descends from {@link HANG_BASE}: the image build's RUN containers. */
 async function buildContainers(status?: string): Promise<Array<{ Id: string; State: string }>> {

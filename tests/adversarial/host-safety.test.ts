@@ -13,9 +13,8 @@ import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readFileSync, r
 import path from 'node:path';
 import type { ScriptedTurn } from '../fixtures/fake-anthropic.js';
 import { parseReport, runAgentWorker, TEST_API_KEY, withFixture } from '../helpers/agent-run.js';
-import { CLI, docker, dockerAvailable, managedContainers, TEST_CA_CERT, type CliResult } from '../helpers/docker.js';
+import { CLI, dockerAvailable, managedContainers, removeProjectContainers, TEST_CA_CERT, type CliResult } from '../helpers/docker.js';
 import { git, makeRepo, removeDir, tempDir } from '../helpers/git.js';
-import { LABEL_PROJECT } from '../../src/docker/labels.js';
 
 const hasDocker = await dockerAvailable();
 const cleanup: string[] = [];
@@ -28,13 +27,7 @@ beforeAll(() => {
 });
 
 afterAll(async () => {
-  if (hasDocker) {
-    for (const project of projects) {
-      for (const info of await docker.listContainers({ all: true, filters: { label: [`${LABEL_PROJECT}=${project}`] } })) {
-        await docker.getContainer(info.Id).remove({ force: true }).catch(() => undefined);
-      }
-    }
-  }
+  if (hasDocker) await removeProjectContainers(projects);
   for (const dir of cleanup) removeDir(dir);
 });
 

@@ -8,7 +8,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, symlinkSyn
 import path from 'node:path';
 import type { FakeAnthropic, ScriptedTurn } from '../fixtures/fake-anthropic.js';
 import { parseReport, runAgentWorker, TEST_API_KEY, withFixture } from '../helpers/agent-run.js';
-import { docker, dockerAvailable, dockerEvents, managedContainers, runCli, TEST_CA_CERT, type CliResult } from '../helpers/docker.js';
+import { dockerAvailable, dockerEvents, managedContainers, projectContainers, removeProjectContainers, runCli, TEST_CA_CERT, type CliResult } from '../helpers/docker.js';
 import { git, makeRepo, removeDir, tempDir, writeFiles } from '../helpers/git.js';
 import { LABEL_PROJECT } from '../../src/docker/labels.js';
 
@@ -24,13 +24,7 @@ beforeAll(() => {
 
 afterAll(async () => {
   // Nothing should be left; remove anything a defect left behind so other suites are not disturbed.
-  if (hasDocker) {
-    for (const project of projects) {
-      for (const info of await docker.listContainers({ all: true, filters: { label: [`${LABEL_PROJECT}=${project}`] } })) {
-        await docker.getContainer(info.Id).remove({ force: true }).catch(() => undefined);
-      }
-    }
-  }
+  if (hasDocker) await removeProjectContainers(projects);
   for (const dir of cleanup) removeDir(dir);
 });
 
@@ -42,10 +36,6 @@ function repoWith(files?: Record<string, string | Buffer>): string {
   return repo;
 }
 
-/** Containers (any state) labelled with this project. */
-async function projectContainers(project: string): Promise<unknown[]> {
-  return docker.listContainers({ all: true, filters: { label: [`${LABEL_PROJECT}=${project}`] } });
-}
 
 type DockerEvent = { Type: string; Action: string; Actor?: { Attributes?: Record<string, string> } };
 

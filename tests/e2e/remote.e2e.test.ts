@@ -12,6 +12,7 @@ import type Docker from 'dockerode';
 import { startFakeAnthropic, type FakeAnthropic, type ScriptedTurn } from '../fixtures/fake-anthropic.js';
 import { bridgeGateway, docker, dockerAvailable, managedContainers, runCli, TEST_CA_CERT, type CliResult } from '../helpers/docker.js';
 import { startDind, type Dind } from '../helpers/dind.js';
+import { servedTokens } from '../helpers/agent-run.js';
 import { git, makeRepo, removeDir, tempDir } from '../helpers/git.js';
 import type { RunReport } from '../../src/report/types.js';
 
@@ -91,13 +92,7 @@ async function assertCoreRun(repo: string, base: string, branch: string, result:
   const report = JSON.parse(result.stdout) as RunReport;
   expect(report.status).toBe('success');
   expect(report.baseCommit).toBe(base);
-  expect(report.tokens).toEqual({
-    input: fixture.served.input,
-    output: fixture.served.output,
-    cacheRead: fixture.served.cacheRead,
-    cacheWrite: fixture.served.cacheWrite,
-    total: fixture.served.input + fixture.served.output + fixture.served.cacheRead + fixture.served.cacheWrite,
-  });
+  expect(report.tokens).toEqual(servedTokens(fixture));
   // The branch holds exactly the agent's work: its own commit plus agent-worker's commit of the rest.
   expect(git(repo, 'log', '--format=%s', `${base}..${branch}`).trim().split('\n')).toEqual(['Remote task', 'agent: drop old.txt']);
   expect(git(repo, 'diff', '--numstat', base, branch).trim().split('\n').sort()).toEqual(['0\t1\told.txt', '1\t0\tsrc/remote.ts', '1\t1\tnotes.txt']);

@@ -5,66 +5,30 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import { startFakeAnthropic, type FakeAnthropic, type ScriptedTurn } from '../fixtures/fake-anthropic.js';
-import { bridgeGateway, docker, dockerAvailable, managedContainers, runCli, TEST_CA_CERT, type CliResult } from '../helpers/docker.js';
+import type { FakeAnthropic, ScriptedTurn } from '../fixtures/fake-anthropic.js';
+import { numstat, parseReport, runAgentWorker as runWith, servedTokens, TEST_API_KEY as API_KEY, withFixture } from '../helpers/agent-run.js';
+import { docker, dockerAvailable, managedContainers, runCli, TEST_CA_CERT, type CliResult } from '../helpers/docker.js';
 import { git, makeRepo, removeDir, tempDir } from '../helpers/git.js';
-import type { RunReport } from '../../src/report/types.js';
 
 const hasDocker = await dockerAvailable();
-const API_KEY = 'sk-ant-e2e-secret-0123456789abcdef';
 
 const cleanup: string[] = [];
 let stateDir: string;
-let gateway: string;
 
-beforeAll(async () => {
+beforeAll(() => {
   if (!hasDocker) return;
   stateDir = tempDir('aw-state-');
   cleanup.push(stateDir);
-  gateway = await bridgeGateway();
 });
+
+/** Runs the CLI against `repo` with the fixture as the model API and this suite's state folder. */
+function runAgentWorker(repo: string, fixture: FakeAnthropic, extra: string[]): Promise<CliResult> {
+  return runWith(repo, fixture, extra, { stateDir });
+}
 
 afterAll(() => {
   for (const dir of cleanup) removeDir(dir);
 });
-
-/** Runs the CLI against `repo` with the fixture as the model API. */
-async function runAgentWorker(repo: string, fixture: FakeAnthropic, extra: string[], env: Record<string, string> = {}): Promise<CliResult> {
-  return runCli(
-    [
-      '--project', repo,
-      '--base-url', `http://host.docker.internal:${fixture.port}`,
-      '--ca-cert', TEST_CA_CERT,
-      '--json',
-      ...extra,
-    ],
-    { cwd: repo, env: { XDG_STATE_HOME: stateDir, ANTHROPIC_API_KEY: API_KEY, ...env } },
-  );
-}
-
-function parseReport(result: CliResult): RunReport {
-  expect(result.stdout.trim().startsWith('{'), `stdout was: ${result.stdout}\nstderr: ${result.stderr}`).toBe(true);
-  return JSON.parse(result.stdout) as RunReport;
-}
-
-/** `git diff --numstat base head` as {path: [added, removed]}, parsed independently of the product. */
-function numstat(repo: string, base: string, head: string): Record<string, [number, number]> {
-  const out: Record<string, [number, number]> = {};
-  for (const line of git(repo, 'diff', '--numstat', base, head).split('\n').filter(Boolean)) {
-    const [added, removed, file] = line.split('\t');
-    out[file!] = [Number(added), Number(removed)];
-  }
-  return out;
-}
-
-async function withFixture<T>(script: ScriptedTurn[], body: (fixture: FakeAnthropic) => Promise<T>): Promise<T> {
-  const fixture = await startFakeAnthropic({ host: gateway, script });
-  try {
-    return await body(fixture);
-  } finally {
-    await fixture.close();
-  }
-}
 
 describe.runIf(hasDocker)('agent-worker end to end (real Claude Code, scripted API)', { timeout: 900_000 }, () => {
   it('a. multi-turn: creates, modifies and deletes files; the branch holds exactly that; the report adds up', async () => {
@@ -111,13 +75,7 @@ describe.runIf(hasDocker)('agent-worker end to end (real Claude Code, scripted A
       expect(report.agent.version).toBe('2.1.330');
 
       // Tokens equal what the fixture served (all requests, side calls included).
-      expect(report.tokens).toEqual({
-        input: fixture.served.input,
-        output: fixture.served.output,
-        cacheRead: fixture.served.cacheRead,
-        cacheWrite: fixture.served.cacheWrite,
-        total: fixture.served.input + fixture.served.output + fixture.served.cacheRead + fixture.served.cacheWrite,
-      });
+      expect(report.tokens).toEqual(servedTokens(fixture));
       expect(report.tokens.input).toBeGreaterThanOrEqual(1200 + 1400 + 1600 + 1800);
       expect(report.costUsd).toBeGreaterThan(0);
       expect(report.agent.turns).toBeGreaterThanOrEqual(5);

@@ -40,6 +40,12 @@ export function runAgentWorker(
   });
 }
 
+/** The token totals the fixture served, in the report's shape (`total` = the four kinds added up). */
+export function servedTokens(fixture: FakeAnthropic): RunReport['tokens'] {
+  const { input, output, cacheRead, cacheWrite } = fixture.served;
+  return { input, output, cacheRead, cacheWrite, total: input + output + cacheRead + cacheWrite };
+}
+
 /** Parses the one JSON document on stdout (failing the test with stderr when there is none). */
 export function parseReport(result: CliResult): RunReport {
   expect(result.stdout.trim().startsWith('{'), `stdout was: ${result.stdout}\nstderr: ${result.stderr}`).toBe(true);

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import Docker from 'dockerode';
-import { LABEL_MANAGED, LABEL_RUN_ID } from '../../src/docker/labels.js';
+import { LABEL_MANAGED, LABEL_PROJECT, LABEL_RUN_ID } from '../../src/docker/labels.js';
 
 export const docker = new Docker();
 
@@ -37,6 +37,21 @@ export async function managedContainers(runId?: string): Promise<Docker.Containe
   const label = [`${LABEL_MANAGED}=true`];
   if (runId) label.push(`${LABEL_RUN_ID}=${runId}`);
   return docker.listContainers({ all: true, filters: { label } });
+}
+
+/** Containers (any state) labelled with `project` as their project, as `<short id> <state>` strings. */
+export async function projectContainers(project: string): Promise<string[]> {
+  const list = await docker.listContainers({ all: true, filters: { label: [`${LABEL_PROJECT}=${project}`] } });
+  return list.map((info) => `${info.Id.slice(0, 12)} ${info.State}`);
+}
+
+/** Force-removes every container of these projects: a suite's afterAll, for what a defect left behind. */
+export async function removeProjectContainers(projects: string[]): Promise<void> {
+  for (const project of projects) {
+    for (const info of await docker.listContainers({ all: true, filters: { label: [`${LABEL_PROJECT}=${project}`] } })) {
+      await docker.getContainer(info.Id).remove({ force: true }).catch(() => undefined);
+    }
+  }
 }
 
 /** Docker events between two times (seconds since the epoch, fractions allowed), of the given types. */
