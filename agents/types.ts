@@ -37,6 +37,11 @@ export interface AgentOutcome {
   resultSubtype?: string;
   /** True when the agent's final result reported an error. */
   isError: boolean;
+  /**
+   * Set when the agent stopped because it reached a limit it was given: `max_turns` (`--max-turns`;
+   * Claude Code result subtype `error_max_turns`) or `max_budget` (`--max-budget-usd`; `error_max_budget_usd`).
+   */
+  limitReached?: 'max_turns' | 'max_budget';
   tokens: TokenUsage;
   /** Cost in US dollars, as the agent computed it; undefined when it never said. */
   costUsd?: number;
@@ -56,8 +61,12 @@ export interface AgentStreamParser {
 export interface AgentLaunchOptions {
   model?: string;
   maxTurns?: number;
+  /** Spending limit, in US dollars. */
+  maxBudgetUsd?: number;
   /** Text appended to the agent's system prompt. */
   appendSystemPrompt: string;
+  /** Path, inside the container, of an MCP server configuration file (JSON) for the agent. */
+  mcpConfigFile?: string;
 }
 
 /** Credentials given to the agent; values are secret and must never be logged. */

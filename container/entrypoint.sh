@@ -23,7 +23,16 @@
 #                         SIGHUP asks it to), every process it left is killed and collect.sh, as the agent's
 #                         user, commits what is uncommitted (message: /run/agent-worker/commit-message) and
 #                         bundles base..HEAD into /run/agent-worker-out/ for the host to fetch.
+#                         `none`: /workspace is the image's empty folder (`agent-worker doctor`'s probes).
 #   env AW_GIT_NAME, AW_GIT_EMAIL  copy mode: the identity of commits made in the container
+#   env AW_VERIFY         optional; a command run with `bash -c` in /workspace, as the agent's user and
+#                         behind the same firewall, once the agent has ended by itself (not when the host
+#                         stopped it) and every process it left was killed. In copy mode it runs before the
+#                         work is collected. Its stdout+stderr go to /run/agent-worker-verify/verify.log and
+#                         `exit=N` / `duration_ms=N` to /run/agent-worker-verify/verify.result (root's folder:
+#                         neither the agent nor the command can write there). With AW_VERIFY set, this script
+#                         stays PID 1 and supervises in mount mode too.
+#   /run/agent-worker/mcp-config.json  optional; installed as $HOME/.mcp-config.json (the agent's, 0600)
 #
 # Output: stdout belongs to the agent; this script writes to stderr only, every line prefixed
 # "agent-worker:", and never writes a secret value.
@@ -46,6 +55,8 @@ readonly AGENT_HOME=/home/agent
 readonly WORKSPACE=/workspace
 readonly OUT_DIR=/run/agent-worker-out
 readonly COLLECT=/usr/local/bin/agent-worker-collect
+readonly VERIFY_DIR=/run/agent-worker-verify
+readonly MCP_FILE="$RUN_DIR/mcp-config.json"
 readonly MODE=${AW_WORKSPACE:-mount}
 
 # Run by bash -c as the agent, right before its exec: a fixed script, its inputs are AW_UID/AW_GID in
@@ -135,7 +146,8 @@ case $MODE in
     [[ ${AW_BASE_COMMIT:-} =~ ^[0-9a-f]{40}([0-9a-f]{24})?$ ]] || die 64 "AW_BASE_COMMIT must be a full commit id"
     [[ -r $RUN_DIR/repo.bundle ]] || die 71 "copy mode: $RUN_DIR/repo.bundle is missing"
     ;;
-  *) die 64 "AW_WORKSPACE must be mount or copy, got '$MODE'" ;;
+  none) ;;
+  *) die 64 "AW_WORKSPACE must be mount, copy or none, got '$MODE'" ;;
 esac
 
 # The capabilities this script needs for step 4 (bit numbers from linux/capability.h). Checked up front
@@ -181,6 +193,10 @@ fi
 mkdir -p -- "$AGENT_HOME" || die 71 "cannot create $AGENT_HOME"
 chmod 0700 -- "$AGENT_HOME" || die 71 "cannot chmod $AGENT_HOME"
 chown -- "$AW_UID:$AW_GID" "$AGENT_HOME" || die 71 "cannot chown $AGENT_HOME to $AW_UID:$AW_GID"
+if [[ -e $MCP_FILE ]]; then
+  install -m 0600 -o "$AW_UID" -g "$AW_GID" -- "$MCP_FILE" "$AGENT_HOME/.mcp-config.json" &&
+    rm -f -- "$MCP_FILE" || die 71 "cannot install the MCP configuration in $AGENT_HOME"
+fi
 export HOME=$AGENT_HOME
 export SHELL=${SHELL:-/bin/bash}
 if ((AW_UID == 0)); then
@@ -237,7 +253,11 @@ for i in "${!secret_names[@]}"; do
 done
 unset secret_names secret_values i
 
-if [[ $MODE == mount ]]; then
+if [[ -n ${AW_VERIFY:-} ]]; then
+  install -d -m 0755 -o root -g root -- "$VERIFY_DIR" || die 71 "cannot create $VERIFY_DIR"
+fi
+
+if [[ $MODE != copy && -z ${AW_VERIFY:-} ]]; then
   # VERIFY_DROPPED, running as the agent, checks the dropped privileges in /proc/self/status before it
   # execs the agent's argv. stdin is the task (fd 3), which is then closed.
   exec /usr/bin/setpriv \
@@ -247,40 +267,78 @@ if [[ $MODE == mount ]]; then
     -- /bin/bash -c "$VERIFY_DROPPED" agent-worker "$@" <&3 3<&-
 fi
 
-# Copy mode: this script stays PID 1 and supervises. A stop request (the host's `docker stop` at a
-# timeout or interrupt) is passed on to the agent, which gets STOP_GRACE_TENTHS to end.
+# Copy mode, or a --verify command: this script stays PID 1 and supervises. A stop request (the host's
+# `docker stop` at a timeout or interrupt) is passed on to the running child, which gets
+# STOP_GRACE_TENTHS to end.
 readonly STOP_GRACE_TENTHS=20
 stop_requested=0
+child_pid=
 on_stop() {
   stop_requested=1
-  kill -TERM "$agent_pid" 2>/dev/null || true
+  if [[ -n $child_pid ]]; then kill -TERM "$child_pid" 2>/dev/null || true; fi
 }
 trap on_stop TERM INT HUP
+# supervise PID: waits for the child PID to end (SIGKILL once a stop request's grace has run out);
+# sets child_status to its exit status.
+supervise() {
+  child_pid=$1
+  ((stop_requested)) && on_stop
+  while :; do
+    if wait "$child_pid"; then child_status=0; else child_status=$?; fi
+    kill -0 "$child_pid" 2>/dev/null || break
+    if ((stop_requested)); then
+      for ((tenth = 0; tenth < STOP_GRACE_TENTHS; tenth++)); do
+        kill -0 "$child_pid" 2>/dev/null || break
+        sleep 0.1
+      done
+      kill -KILL "$child_pid" 2>/dev/null || true
+    fi
+  done
+  child_pid=
+}
+# Nothing the agent (or the verify command) started may run on: kill every process but this one.
+kill_the_rest() {
+  local proc pid
+  for proc in /proc/[0-9]*; do
+    pid=${proc#/proc/}
+    ((pid == $$)) || kill -KILL "$pid" 2>/dev/null || true
+  done
+}
 as_agent_user /bin/bash -c "$VERIFY_DROPPED" agent-worker "$@" <&3 3<&- &
-agent_pid=$!
 exec 3<&-
-agent_status=0
-while :; do
-  if wait "$agent_pid"; then agent_status=0; else agent_status=$?; fi
-  kill -0 "$agent_pid" 2>/dev/null || break
+supervise $!
+agent_status=$child_status
+kill_the_rest
+debug "agent ended with status $agent_status (stop requested: $stop_requested)"
+
+if [[ -n ${AW_VERIFY:-} ]]; then
   if ((stop_requested)); then
-    for ((tenth = 0; tenth < STOP_GRACE_TENTHS; tenth++)); do
-      kill -0 "$agent_pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$agent_pid" 2>/dev/null || true
+    log "verify: not run, the agent was stopped"
+  else
+    debug "verify: $AW_VERIFY"
+    verify_started=$(date +%s%3N)
+    # The log is opened by root in root's folder; the command only holds the open descriptor. Its
+    # working directory is this script's: /workspace (the container's WorkingDir).
+    (exec /usr/bin/setpriv \
+      --reuid="$AW_UID" --regid="$AW_GID" --clear-groups \
+      --inh-caps=-all --ambient-caps=-all --bounding-set=-all \
+      --no-new-privs \
+      -- /bin/bash -c "$AW_VERIFY") </dev/null >"$VERIFY_DIR/verify.log" 2>&1 &
+    supervise $!
+    verify_status=$child_status
+    verify_ended=$(date +%s%3N)
+    kill_the_rest
+    printf 'exit=%s\nduration_ms=%s\n' "$verify_status" "$((verify_ended - verify_started))" >"$VERIFY_DIR/verify.result"
+    debug "verify ended with status $verify_status"
   fi
-done
+fi
 trap '' TERM INT HUP
-# Nothing the agent started may run on while its work is collected: kill every process but this one.
-for proc in /proc/[0-9]*; do
-  pid=${proc#/proc/}
-  ((pid == $$)) || kill -KILL "$pid" 2>/dev/null || true
-done
-debug "agent ended with status $agent_status (stop requested: $stop_requested); collecting"
-if ! AW_AGENT_STATUS=$agent_status AW_COMMIT_MESSAGE=$commit_message AW_OUT_DIR=$OUT_DIR \
-  as_agent_user "$COLLECT" >&2; then
-  log "collecting the agent's work failed"
-  exit 75
+
+if [[ $MODE == copy ]]; then
+  if ! AW_AGENT_STATUS=$agent_status AW_COMMIT_MESSAGE=$commit_message AW_OUT_DIR=$OUT_DIR \
+    as_agent_user "$COLLECT" >&2; then
+    log "collecting the agent's work failed"
+    exit 75
+  fi
 fi
 exit "$agent_status"

@@ -4,46 +4,96 @@
  * (a table, or exactly one JSON document with --json) and everything else on stderr. The only
  * place that calls process.exit; maps typed errors to exit codes.
  */
-import { Command, Option } from 'commander';
+import type { Command } from 'commander';
 import { VERSION } from './version.js';
-import { SETTINGS, loadConfig, type RawFlags } from './config.js';
+import type { RawFlags, RunConfig } from './config.js';
 import { AgentWorkerError, ConfigError, ExitCode, ImageBuildError, errorMessage, interruptExitCode } from './errors.js';
 
 const HANDLED_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
-function buildProgram(): Command {
-  const program = new Command('agent-worker')
-    .description('Run an autonomous coding agent in a Docker container against a git repository; get back a branch and a report.')
+/** The subcommands, as `--help` lists them. */
+const COMMANDS_HELP = `
+Commands:
+  agent-worker [options]            run a task (the default; see the options above)
+  agent-worker doctor [options]     check that a run would start (takes the run's options; --json)
+  agent-worker runs [--limit N] [--project P] [--json]
+                                    list recent runs: id, project, branch, status, cost, duration
+  agent-worker logs [runId] [-f] [--stream] [--json]
+                                    a run's report (latest by default); -f follows a running one
+  agent-worker gc [--all] [--json]  remove containers left by runs that died (kill -9, crash)`;
+
+const EXIT_CODES_HELP = `
+Exit codes:
+  0 success            1 agent error         2 bad option          3 not a git repository
+  4 uncommitted changes 5 bad/existing branch 6 Docker unreachable  7 no credentials
+  8 image build failed 9 container setup     10 collecting failed  11 out of memory
+  12 verify failed     13 max turns reached  14 budget exceeded    124 timed out
+  70 internal error    129/130/143 interrupted (SIGHUP/SIGINT/SIGTERM)`;
+
+const EXAMPLES_HELP = `
+Examples:
+  agent-worker --task "Fix the flaky login test" --branch fix/login
+  agent-worker --task-file task.md --verify "npm test" --max-budget-usd 5 --json
+  agent-worker --remote-docker ssh://me@build-box --task "Update the docs"
+
+Every option can also be set by its environment variable (shown in brackets) or in <project>/.env;
+a flag beats the environment, which beats .env.`;
+
+/**
+ * The run's command-line program: every setting of {@link SETTINGS} as an option, grouped, with its
+ * environment variable and default in the help.
+ */
+async function buildProgram(name: string, description: string): Promise<Command> {
+  const [{ Command: CommandClass, Option }, { SETTINGS }] = await Promise.all([import('commander'), import('./config.js')]);
+  const program = new CommandClass(name)
+    .description(description)
     .version(VERSION, '-V, --version')
+    .helpOption('-h, --help', 'show this help')
     .showHelpAfterError('(run agent-worker --help for usage)')
     .configureOutput({ writeOut: (text) => process.stdout.write(text), writeErr: (text) => process.stderr.write(text) });
-  const add = (key: keyof typeof SETTINGS, repeatable = false): void => {
-    const setting = SETTINGS[key];
+  for (const [key, setting] of Object.entries(SETTINGS)) {
     const defaultText = setting.default ? `; default: ${setting.default}` : '';
-    const option = new Option(setting.flag, `${setting.help} (env ${setting.env}${defaultText})`);
-    if (repeatable) option.argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value]);
+    const option = new Option(setting.flag, `${setting.help} [${setting.env}${defaultText}]`).helpGroup(`${setting.group} options:`);
+    if (key === 'allowHost') option.argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value]);
     program.addOption(option);
-  };
-  for (const key of ['task', 'taskFile', 'project', 'branch'] as const) add(key);
-  for (const key of ['agentType', 'model', 'maxTurns', 'apiKey', 'oauthToken', 'baseUrl'] as const) add(key);
-  for (const key of ['timeout', 'timezone', 'memory', 'cpus', 'pidsLimit', 'buildTimeout', 'caCert'] as const) add(key);
-  add('allowHost', true);
-  for (const key of ['remoteDocker', 'workspace', 'tlsCa', 'tlsCert', 'tlsKey', 'sshKey', 'insecureDocker', 'forceRebuild', 'envFile', 'json', 'debug'] as const) add(key);
-  program.addHelpText(
-    'after',
-    `
-Exit codes: 0 success, 1 agent error, 2 bad option, 3 not a git repository, 4 uncommitted changes,
-5 bad or existing branch, 6 Docker unreachable, 7 no credentials, 8 image build failed,
-9 container setup failed, 10 collecting changes failed, 11 out of memory, 124 timed out,
-129/130/143 interrupted.
-
-Commands:
-  agent-worker gc [--all]   remove containers left by runs that died (kill -9, crash)
-
-Example:
-  agent-worker --task "Fix the flaky login test" --branch fix/login`,
-  );
+  }
+  program.addHelpText('after', `${COMMANDS_HELP}\n${EXIT_CODES_HELP}\n${EXAMPLES_HELP}`);
+  program.exitOverride();
   return program;
+}
+
+/** Parses `argv` (after the command name); returns the flags, or the exit code when parsing ended the command (help, version, error). */
+function parseFlags(program: Command, argv: string[]): RawFlags | number {
+  try {
+    program.parse(argv, { from: 'user' });
+  } catch (error) {
+    const code = (error as { exitCode?: number }).exitCode;
+    const kind = (error as { code?: string }).code;
+    if (kind === 'commander.helpDisplayed' || kind === 'commander.version' || kind === 'commander.help') return 0;
+    return code === 0 ? 0 : ExitCode.usage;
+  }
+  if (program.args.length > 0) {
+    process.stderr.write(`agent-worker: unexpected argument ${JSON.stringify(program.args[0])}; put the task in --task "…" (commands: doctor, runs, logs, gc).\n`);
+    return ExitCode.usage;
+  }
+  return program.opts<RawFlags>();
+}
+
+/** Loads the configuration for this process (flags > environment > .env > defaults). */
+async function loadProcessConfig(flags: RawFlags, requireTask: boolean): Promise<RunConfig> {
+  const { loadConfig } = await import('./config.js');
+  return loadConfig(flags, {
+    cwd: process.cwd(),
+    env: process.env,
+    readStdin,
+    hostTimeZone: Intl.DateTimeFormat().resolvedOptions().timeZone,
+    requireTask,
+  });
+}
+
+/** Colour on stdout: a terminal, no NO_COLOR, no --json. */
+function stdoutColor(json: boolean): boolean {
+  return !json && process.stdout.isTTY === true && !process.env.NO_COLOR;
 }
 
 async function readStdin(): Promise<string> {
@@ -73,7 +123,8 @@ function printError(error: unknown, debug: boolean): number {
 
 /** `agent-worker gc [--all] [--remote-docker <url>] [--json]`: removes containers left by runs that died. */
 async function gc(argv: string[]): Promise<number> {
-  const command = new Command('agent-worker gc')
+  const { Command: CommandClass } = await import('commander');
+  const command = new CommandClass('agent-worker gc')
     .description('Remove containers left behind by agent-worker runs whose process is gone (e.g. after kill -9).')
     .option('--all', 'also remove containers of other hosts and of runs still alive')
     .option('--remote-docker <url>', 'Docker daemon to clean (env DOCKER_HOST)')
@@ -108,23 +159,61 @@ async function gc(argv: string[]): Promise<number> {
   }
 }
 
-async function main(argv: string[]): Promise<number> {
-  if (argv[2] === 'gc') return gc(argv.slice(3));
-  const program = buildProgram();
-  program.exitOverride();
+/** `agent-worker doctor [run options] [--json]`: checks that a run would start; exit 0 only then. */
+async function doctor(argv: string[]): Promise<number> {
+  const program = await buildProgram('agent-worker doctor', 'Check that a run would start: configuration, repository, credentials, --ca-cert, Docker daemon, image, and the model API through the firewall.');
+  const flags = parseFlags(program, argv);
+  if (typeof flags === 'number') return flags;
+  const { default: createDebug } = await import('debug');
+  if (flags.debug) createDebug.enable('agent-worker:*');
   try {
-    program.parse(argv);
+    const { runDoctor, renderDoctor } = await import('./doctor.js');
+    const report = await runDoctor(() => loadProcessConfig(flags, false), {
+      env: process.env,
+      uid: process.getuid?.() ?? 1000,
+      gid: process.getgid?.() ?? 1000,
+    });
+    process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : renderDoctor(report, stdoutColor(false)));
+    return report.exitCode;
   } catch (error) {
-    const code = (error as { exitCode?: number; code?: string }).exitCode;
-    const kind = (error as { code?: string }).code;
-    if (kind === 'commander.helpDisplayed' || kind === 'commander.version' || kind === 'commander.help') return 0;
-    return code === 0 ? 0 : ExitCode.usage;
+    return printError(error, Boolean(flags.debug));
   }
-  if (program.args.length > 0) {
-    process.stderr.write(`agent-worker: unexpected argument ${JSON.stringify(program.args[0])}; put the task in --task "…".\n`);
-    return ExitCode.usage;
+}
+
+/** `agent-worker runs …` and `agent-worker logs …` (src/commands/history.ts). */
+async function history(command: 'runs' | 'logs', argv: string[]): Promise<number> {
+  const { runsCommand, logsCommand } = await import('./commands/history.js');
+  const controller = new AbortController();
+  const onSignal = (signal: NodeJS.Signals): void => controller.abort(signal);
+  for (const signal of HANDLED_SIGNALS) process.on(signal, onSignal);
+  try {
+    const io = { stdout: process.stdout, stderr: process.stderr, env: process.env, color: stdoutColor(argv.includes('--json')), signal: controller.signal, cwd: process.cwd() };
+    return await (command === 'runs' ? runsCommand(argv, io) : logsCommand(argv, io));
+  } catch (error) {
+    return printError(error, false);
+  } finally {
+    for (const signal of HANDLED_SIGNALS) process.off(signal, onSignal);
   }
-  const flags = program.opts<RawFlags>();
+}
+
+async function main(argv: string[]): Promise<number> {
+  const first = argv[2];
+  // The version needs nothing else loaded: start-up stays close to node's own.
+  if (argv.length === 3 && (first === '--version' || first === '-V')) {
+    process.stdout.write(`${VERSION}\n`);
+    return ExitCode.success;
+  }
+  if (first === 'gc') return gc(argv.slice(3));
+  if (first === 'doctor') return doctor(argv.slice(3));
+  if (first === 'runs' || first === 'logs') return history(first, argv.slice(3));
+  return run(argv.slice(2));
+}
+
+/** `agent-worker [options]`: runs one task and prints its report. */
+async function run(argv: string[]): Promise<number> {
+  const program = await buildProgram('agent-worker', 'Run an autonomous coding agent in a Docker container against a git repository; get back a branch and a report.');
+  const flags = parseFlags(program, argv);
+  if (typeof flags === 'number') return flags;
   const controller = new AbortController();
   let debug = Boolean(flags.debug);
   const onSignal = (signal: NodeJS.Signals): void => {
@@ -138,32 +227,31 @@ async function main(argv: string[]): Promise<number> {
   for (const signal of HANDLED_SIGNALS) process.on(signal, onSignal);
 
   try {
-    const config = await loadConfig(flags, {
-      cwd: process.cwd(),
-      env: process.env,
-      readStdin,
-      hostTimeZone: Intl.DateTimeFormat().resolvedOptions().timeZone,
-    });
+    const config = await loadProcessConfig(flags, true);
     debug = config.debug;
     const { default: createDebug } = await import('debug');
     if (config.debug) createDebug.enable('agent-worker:*');
-    const [{ runTask }, { createProgress }, render] = await Promise.all([
+    const [{ runTask }, { createProgress, progressMode }, render] = await Promise.all([
       import('./run.js'),
       import('./ui/progress.js'),
       import('./report/render.js'),
     ]);
-    const progress = await createProgress({ enabled: !config.json && !config.debug, stream: process.stderr });
+    const noColor = Boolean(process.env.NO_COLOR);
+    const progress = await createProgress({
+      mode: progressMode({ enabled: !config.json && !config.debug && !config.quiet, stream: process.stderr }),
+      stream: process.stderr,
+      color: !noColor,
+    });
     const result = await runTask(config, {
       progress,
-      notice: (text) => progress.log(text),
+      notice: (text, kind) => (config.quiet && kind !== 'warning' ? undefined : progress.log(text)),
       signal: controller.signal,
       env: process.env,
       uid: process.getuid?.() ?? 1000,
       gid: process.getgid?.() ?? 1000,
     });
     progress.stop();
-    const color = !config.json && process.stdout.isTTY === true && !process.env.NO_COLOR;
-    process.stdout.write(config.json ? render.renderReportJson(result.report) : render.renderReportTable(result.report, { color }));
+    process.stdout.write(config.json ? render.renderReportJson(result.report) : render.renderReportTable(result.report, { color: stdoutColor(config.json) }));
     return result.exitCode;
   } catch (error) {
     return printError(error, debug);

@@ -42,6 +42,13 @@ export interface RawFlags {
   cpus?: string;
   pidsLimit?: string;
   buildTimeout?: string;
+  dockerfile?: string;
+  verify?: string;
+  appendSystemPrompt?: string;
+  persona?: string;
+  mcpConfig?: string;
+  maxBudgetUsd?: string;
+  quiet?: boolean;
 }
 
 /** How the workspace reaches the container: bind mount, or copied in (and the commits bundled out). */
@@ -92,47 +99,85 @@ export interface RunConfig {
   pidsLimit: number;
   /** Longest an image build may take, in seconds. */
   buildTimeoutSeconds: number;
+  /**
+   * The project's own Dockerfile (built FROM the tool's image): `--dockerfile`, else
+   * `<project>/.agent-worker/Dockerfile` when it exists; undefined = the tool's image as is.
+   */
+  dockerfile?: string;
+  /** Command run (bash -c, in /workspace, as the agent's user) in the agent's container after the agent ends. */
+  verify?: string;
+  /** Text appended to the agent's system prompt: --append-system-prompt, then the --persona file's text. */
+  appendSystemPrompt?: string;
+  /** The --persona file that was read, if any. */
+  persona?: string;
+  /** MCP server configuration for the agent: the file's path and its JSON text. */
+  mcpConfig?: { path: string; json: string; urlHosts: string[] };
+  /** Spending limit handed to the agent, in US dollars. */
+  maxBudgetUsd?: number;
+  /** No progress on stderr (the report and errors still print). */
+  quiet: boolean;
 }
 
 /** Default memory limit of the agent's container: 8 GiB. */
 export const DEFAULT_MEMORY = '8g';
 /** Default process limit of the agent's container. */
 export const DEFAULT_PIDS_LIMIT = 4096;
+/** Where a project keeps its own Dockerfile (and its build context), relative to the project. */
+export const PROJECT_DOCKERFILE = path.join('.agent-worker', 'Dockerfile');
 /** Default limit on an image build, in seconds. */
 export const DEFAULT_BUILD_TIMEOUT_SECONDS = 1800;
 
+/** Help groups of the run's flags, in the order `--help` shows them. */
+export const SETTING_GROUPS = ['Task', 'Agent', 'Credentials', 'Container', 'Docker daemon', 'Output'] as const;
+
+/** One setting: its flag, environment variable, help text, default (as shown) and help group. */
+export interface SettingSpec {
+  flag: string;
+  env: string;
+  help: string;
+  default: string | undefined;
+  group: (typeof SETTING_GROUPS)[number];
+}
+
 /** Where each setting is read from: flag name, environment variable, default. Drives `--help` and the README table. */
 export const SETTINGS = {
-  project: { flag: '--project <path>', env: 'PROJECT_PATH', help: 'git repository to work on', default: 'current directory' },
-  branch: { flag: '--branch <name>', env: 'AGENT_BRANCH', help: 'branch to create for the agent\'s work', default: 'agent-task-<timestamp>' },
-  task: { flag: '--task <text>', env: 'AGENT_TASK', help: 'the task for the agent (required, or --task-file)', default: undefined },
-  taskFile: { flag: '--task-file <path>', env: 'AGENT_TASK_FILE', help: 'read the task from a file (- for stdin)', default: undefined },
-  agentType: { flag: '--agent-type <name>', env: 'AGENT_TYPE', help: 'agent plugin', default: 'claude' },
-  apiKey: { flag: '--api-key <key>', env: 'ANTHROPIC_API_KEY', help: 'Anthropic API key', default: undefined },
-  oauthToken: { flag: '--oauth-token <token>', env: 'CLAUDE_CODE_OAUTH_TOKEN', help: 'Claude subscription OAuth token (instead of an API key)', default: undefined },
-  baseUrl: { flag: '--base-url <url>', env: 'ANTHROPIC_BASE_URL', help: 'Anthropic-compatible API endpoint', default: 'https://api.anthropic.com' },
-  timezone: { flag: '--timezone <tz>', env: 'TZ', help: 'time zone inside the container', default: 'host\'s, else UTC' },
-  timeout: { flag: '--timeout <seconds>', env: 'AGENT_TIMEOUT', help: 'host-enforced limit on the agent\'s run', default: '3600' },
-  remoteDocker: { flag: '--remote-docker <url>', env: 'DOCKER_HOST', help: 'Docker daemon to use (unix://, tcp://, ssh://)', default: 'local socket' },
-  forceRebuild: { flag: '--force-rebuild', env: 'FORCE_REBUILD', help: 'rebuild the image even if it is cached', default: 'off' },
-  debug: { flag: '--debug', env: 'DEBUG', help: 'debug logging on stderr', default: 'off' },
-  json: { flag: '--json', env: 'AGENT_WORKER_JSON', help: 'print the report as one JSON document on stdout', default: 'off' },
-  model: { flag: '--model <name>', env: 'ANTHROPIC_MODEL', help: 'model for the agent', default: 'the agent\'s default' },
-  maxTurns: { flag: '--max-turns <n>', env: 'AGENT_MAX_TURNS', help: 'stop the agent after this many turns', default: 'unlimited' },
-  caCert: { flag: '--ca-cert <file>', env: 'AGENT_WORKER_CA_CERT', help: 'extra CA certificates (PEM) trusted in the image and by the agent', default: undefined },
-  allowHost: { flag: '--allow-host <host>', env: 'AGENT_ALLOW_HOSTS', help: 'extra host the agent may reach (repeatable; env: comma-separated)', default: 'none' },
-  envFile: { flag: '--env-file <path>', env: 'AGENT_WORKER_ENV_FILE', help: '.env file to read', default: '<project>/.env' },
-  workspace: { flag: '--workspace <mode>', env: 'AGENT_WORKER_WORKSPACE', help: 'mount (bind-mount the work tree) or copy (copy the repository in, bring the commits back)', default: 'mount; copy for a remote daemon' },
-  tlsCa: { flag: '--tls-ca <file>', env: 'AGENT_WORKER_TLS_CA', help: 'CA certificate (PEM) that signed the tcp:// daemon\'s certificate', default: '$DOCKER_CERT_PATH/ca.pem with DOCKER_TLS_VERIFY=1' },
-  tlsCert: { flag: '--tls-cert <file>', env: 'AGENT_WORKER_TLS_CERT', help: 'client certificate (PEM) for the tcp:// daemon', default: '$DOCKER_CERT_PATH/cert.pem' },
-  tlsKey: { flag: '--tls-key <file>', env: 'AGENT_WORKER_TLS_KEY', help: 'client key (PEM) for the tcp:// daemon', default: '$DOCKER_CERT_PATH/key.pem' },
-  insecureDocker: { flag: '--insecure-docker', env: 'AGENT_WORKER_INSECURE_DOCKER', help: 'allow plain unauthenticated tcp:// to a non-loopback daemon', default: 'off' },
-  memory: { flag: '--memory <size>', env: 'AGENT_WORKER_MEMORY', help: 'memory limit of the agent\'s container (e.g. 4g, 512m)', default: '8g' },
-  cpus: { flag: '--cpus <n>', env: 'AGENT_WORKER_CPUS', help: 'CPU limit of the agent\'s container (e.g. 1.5)', default: 'no limit' },
-  pidsLimit: { flag: '--pids-limit <n>', env: 'AGENT_WORKER_PIDS_LIMIT', help: 'most processes in the agent\'s container', default: '4096' },
-  buildTimeout: { flag: '--build-timeout <seconds>', env: 'AGENT_WORKER_BUILD_TIMEOUT', help: 'longest an image build may take', default: '1800' },
-  sshKey: { flag: '--ssh-key <file>', env: 'AGENT_WORKER_SSH_KEY', help: 'private key for ssh:// daemons', default: 'ssh agent, ~/.ssh/id_ed25519, id_ecdsa, id_rsa' },
-} as const;
+  task: { group: 'Task', flag: '--task <text>', env: 'AGENT_TASK', help: 'the task for the agent (required, or --task-file)', default: undefined },
+  taskFile: { group: 'Task', flag: '--task-file <path>', env: 'AGENT_TASK_FILE', help: 'read the task from a file (- for stdin)', default: undefined },
+  project: { group: 'Task', flag: '--project <path>', env: 'PROJECT_PATH', help: 'git repository to work on', default: 'current directory' },
+  branch: { group: 'Task', flag: '--branch <name>', env: 'AGENT_BRANCH', help: 'branch to create for the agent\'s work', default: 'agent-task-<timestamp>' },
+  verify: { group: 'Task', flag: '--verify <command>', env: 'AGENT_VERIFY', help: 'command run in the container after the agent (e.g. "npm test"); its result goes into the report', default: undefined },
+  agentType: { group: 'Agent', flag: '--agent-type <name>', env: 'AGENT_TYPE', help: 'agent plugin', default: 'claude' },
+  model: { group: 'Agent', flag: '--model <name>', env: 'ANTHROPIC_MODEL', help: 'model for the agent', default: 'the agent\'s default' },
+  maxTurns: { group: 'Agent', flag: '--max-turns <n>', env: 'AGENT_MAX_TURNS', help: 'stop the agent after this many turns (status max_turns)', default: 'unlimited' },
+  maxBudgetUsd: { group: 'Agent', flag: '--max-budget-usd <dollars>', env: 'AGENT_MAX_BUDGET_USD', help: 'stop the agent once it has spent this much (status budget_exceeded)', default: 'unlimited' },
+  appendSystemPrompt: { group: 'Agent', flag: '--append-system-prompt <text>', env: 'AGENT_APPEND_SYSTEM_PROMPT', help: 'text appended to the agent\'s system prompt', default: undefined },
+  persona: { group: 'Agent', flag: '--persona <file>', env: 'AGENT_PERSONA', help: 'markdown file (role, rules, style) appended to the system prompt', default: undefined },
+  mcpConfig: { group: 'Agent', flag: '--mcp-config <file>', env: 'AGENT_MCP_CONFIG', help: 'MCP servers for the agent (Claude Code JSON); allow their hosts with --allow-host', default: undefined },
+  apiKey: { group: 'Credentials', flag: '--api-key <key>', env: 'ANTHROPIC_API_KEY', help: 'Anthropic API key', default: undefined },
+  oauthToken: { group: 'Credentials', flag: '--oauth-token <token>', env: 'CLAUDE_CODE_OAUTH_TOKEN', help: 'Claude subscription OAuth token (instead of an API key)', default: undefined },
+  baseUrl: { group: 'Credentials', flag: '--base-url <url>', env: 'ANTHROPIC_BASE_URL', help: 'Anthropic-compatible API endpoint', default: 'https://api.anthropic.com' },
+  envFile: { group: 'Credentials', flag: '--env-file <path>', env: 'AGENT_WORKER_ENV_FILE', help: '.env file to read', default: '<project>/.env' },
+  dockerfile: { group: 'Container', flag: '--dockerfile <path>', env: 'AGENT_WORKER_DOCKERFILE', help: 'project Dockerfile built FROM the tool\'s image (build arg AGENT_WORKER_IMAGE)', default: '.agent-worker/Dockerfile if present' },
+  timeout: { group: 'Container', flag: '--timeout <seconds>', env: 'AGENT_TIMEOUT', help: 'host-enforced limit on the agent\'s run (and --verify)', default: '3600' },
+  timezone: { group: 'Container', flag: '--timezone <tz>', env: 'TZ', help: 'time zone inside the container', default: 'host\'s, else UTC' },
+  memory: { group: 'Container', flag: '--memory <size>', env: 'AGENT_WORKER_MEMORY', help: 'memory limit of the agent\'s container (e.g. 4g, 512m)', default: '8g' },
+  cpus: { group: 'Container', flag: '--cpus <n>', env: 'AGENT_WORKER_CPUS', help: 'CPU limit of the agent\'s container (e.g. 1.5)', default: 'no limit' },
+  pidsLimit: { group: 'Container', flag: '--pids-limit <n>', env: 'AGENT_WORKER_PIDS_LIMIT', help: 'most processes in the agent\'s container', default: '4096' },
+  allowHost: { group: 'Container', flag: '--allow-host <host>', env: 'AGENT_ALLOW_HOSTS', help: 'extra host the agent may reach (repeatable; env: comma-separated)', default: 'none' },
+  caCert: { group: 'Container', flag: '--ca-cert <file>', env: 'AGENT_WORKER_CA_CERT', help: 'extra CA certificates (PEM) trusted in the image and by the agent', default: undefined },
+  buildTimeout: { group: 'Container', flag: '--build-timeout <seconds>', env: 'AGENT_WORKER_BUILD_TIMEOUT', help: 'longest an image build may take', default: '1800' },
+  forceRebuild: { group: 'Container', flag: '--force-rebuild', env: 'FORCE_REBUILD', help: 'rebuild the image even if it is cached', default: 'off' },
+  remoteDocker: { group: 'Docker daemon', flag: '--remote-docker <url>', env: 'DOCKER_HOST', help: 'Docker daemon to use (unix://, tcp://, ssh://)', default: 'local socket' },
+  workspace: { group: 'Docker daemon', flag: '--workspace <mode>', env: 'AGENT_WORKER_WORKSPACE', help: 'mount (bind-mount the work tree) or copy (copy the repository in, bring the commits back)', default: 'mount; copy for a remote daemon' },
+  tlsCa: { group: 'Docker daemon', flag: '--tls-ca <file>', env: 'AGENT_WORKER_TLS_CA', help: 'CA certificate (PEM) that signed the tcp:// daemon\'s certificate', default: '$DOCKER_CERT_PATH/ca.pem with DOCKER_TLS_VERIFY=1' },
+  tlsCert: { group: 'Docker daemon', flag: '--tls-cert <file>', env: 'AGENT_WORKER_TLS_CERT', help: 'client certificate (PEM) for the tcp:// daemon', default: '$DOCKER_CERT_PATH/cert.pem' },
+  tlsKey: { group: 'Docker daemon', flag: '--tls-key <file>', env: 'AGENT_WORKER_TLS_KEY', help: 'client key (PEM) for the tcp:// daemon', default: '$DOCKER_CERT_PATH/key.pem' },
+  sshKey: { group: 'Docker daemon', flag: '--ssh-key <file>', env: 'AGENT_WORKER_SSH_KEY', help: 'private key for ssh:// daemons', default: 'ssh agent, ~/.ssh/id_ed25519, id_ecdsa, id_rsa' },
+  insecureDocker: { group: 'Docker daemon', flag: '--insecure-docker', env: 'AGENT_WORKER_INSECURE_DOCKER', help: 'allow plain unauthenticated tcp:// to a non-loopback daemon', default: 'off' },
+  json: { group: 'Output', flag: '--json', env: 'AGENT_WORKER_JSON', help: 'print the report as one JSON document on stdout', default: 'off' },
+  quiet: { group: 'Output', flag: '-q, --quiet', env: 'AGENT_WORKER_QUIET', help: 'no progress on stderr (the report and errors still print)', default: 'off' },
+  debug: { group: 'Output', flag: '--debug', env: 'DEBUG', help: 'debug logging on stderr', default: 'off' },
+} as const satisfies Record<string, SettingSpec>;
 
 /** Injected process surroundings, so loading is testable. */
 export interface ConfigContext {
@@ -142,6 +187,8 @@ export interface ConfigContext {
   readStdin: () => Promise<string>;
   /** The host's time zone (Intl), if known. */
   hostTimeZone?: string;
+  /** False for commands that do not run a task (`doctor`): a missing task is then no problem. Default true. */
+  requireTask?: boolean;
 }
 
 const TRUE_WORDS = new Set(['1', 'true', 'yes', 'on']);
@@ -203,7 +250,7 @@ export async function loadConfig(flags: RawFlags, context: ConfigContext): Promi
     task = taskText;
   }
   if (task.includes('\0')) problems.push('--task: the task contains a NUL byte, which cannot be passed to the agent; remove it.');
-  else if (task.trim() === '' && !problems.some((p) => p.startsWith('--task'))) {
+  else if (task.trim() === '' && context.requireTask !== false && !problems.some((p) => p.startsWith('--task'))) {
     problems.push('--task: a task is required: --task "…" or --task-file <path> (- for stdin).');
   }
 
@@ -300,6 +347,64 @@ export async function loadConfig(flags: RawFlags, context: ConfigContext): Promi
   const pidsLimit = parsePositiveInt(pick(flags.pidsLimit, 'AGENT_WORKER_PIDS_LIMIT') ?? String(DEFAULT_PIDS_LIMIT), '--pids-limit', 'processes', problems);
   const buildTimeoutSeconds = parsePositiveInt(pick(flags.buildTimeout, 'AGENT_WORKER_BUILD_TIMEOUT') ?? String(DEFAULT_BUILD_TIMEOUT_SECONDS), '--build-timeout', 'seconds', problems);
 
+  // The project's Dockerfile: --dockerfile, else .agent-worker/Dockerfile when the project has one.
+  const dockerfileRaw = pick(flags.dockerfile, 'AGENT_WORKER_DOCKERFILE');
+  let dockerfile: string | undefined;
+  const defaultDockerfile = path.join(project, PROJECT_DOCKERFILE);
+  const candidate = dockerfileRaw !== undefined ? path.resolve(context.cwd, dockerfileRaw) : defaultDockerfile;
+  try {
+    if ((await stat(candidate)).isFile()) dockerfile = candidate;
+    else if (dockerfileRaw !== undefined) problems.push(`--dockerfile: ${candidate} is not a file.`);
+  } catch (error) {
+    if (dockerfileRaw !== undefined) problems.push(`--dockerfile: cannot read ${candidate} (${(error as NodeJS.ErrnoException).code ?? String(error)}).`);
+  }
+
+  const verify = pick(flags.verify, 'AGENT_VERIFY');
+  if (verify !== undefined && (verify.trim() === '' || verify.includes('\0'))) {
+    problems.push('--verify: give a command to run, e.g. --verify "npm test" (no NUL bytes).');
+  }
+
+  const promptParts: string[] = [];
+  const appendText = pick(flags.appendSystemPrompt, 'AGENT_APPEND_SYSTEM_PROMPT');
+  if (appendText !== undefined) promptParts.push(appendText);
+  const personaRaw = pick(flags.persona, 'AGENT_PERSONA');
+  let persona: string | undefined;
+  if (personaRaw !== undefined) {
+    persona = path.resolve(context.cwd, personaRaw);
+    try {
+      const text = (await readFile(persona, 'utf8')).trim();
+      if (text === '') problems.push(`--persona: ${persona} is empty.`);
+      else promptParts.push(text);
+    } catch (error) {
+      problems.push(`--persona: cannot read ${persona} (${(error as NodeJS.ErrnoException).code ?? String(error)}).`);
+    }
+  }
+  const appendSystemPrompt = promptParts.length > 0 ? promptParts.join('\n\n') : undefined;
+  if (appendSystemPrompt?.includes('\0')) problems.push('--append-system-prompt/--persona: the text contains a NUL byte; remove it.');
+
+  const mcpRaw = pick(flags.mcpConfig, 'AGENT_MCP_CONFIG');
+  let mcpConfig: RunConfig['mcpConfig'];
+  if (mcpRaw !== undefined) {
+    const file = path.resolve(context.cwd, mcpRaw);
+    try {
+      const json = await readFile(file, 'utf8');
+      const problem = checkMcpConfig(json);
+      if (problem) problems.push(`--mcp-config: ${file} ${problem}`);
+      else mcpConfig = { path: file, json, urlHosts: mcpUrlHosts(json) };
+    } catch (error) {
+      problems.push(`--mcp-config: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? String(error)}).`);
+    }
+  }
+
+  const budgetRaw = pick(flags.maxBudgetUsd, 'AGENT_MAX_BUDGET_USD');
+  let maxBudgetUsd: number | undefined;
+  if (budgetRaw !== undefined) {
+    maxBudgetUsd = Number(budgetRaw.trim());
+    if (!/^\d+(\.\d+)?$/.test(budgetRaw.trim()) || !(maxBudgetUsd > 0)) {
+      problems.push(`--max-budget-usd: ${JSON.stringify(budgetRaw)} is not an amount of US dollars above 0 (e.g. 2.50).`);
+    }
+  }
+
   const debugEnv = nonEmpty(env.DEBUG) ?? nonEmpty(fileValues.DEBUG);
   const debug =
     flags.debug ??
@@ -332,6 +437,13 @@ export async function loadConfig(flags: RawFlags, context: ConfigContext): Promi
     cpus,
     pidsLimit,
     buildTimeoutSeconds,
+    dockerfile,
+    verify,
+    appendSystemPrompt,
+    persona,
+    mcpConfig,
+    maxBudgetUsd,
+    quiet: pickBool(flags.quiet, 'AGENT_WORKER_QUIET', '--quiet'),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
@@ -373,6 +485,39 @@ export function checkHttpUrl(value: string): string | undefined {
   if (url.protocol !== 'http:' && url.protocol !== 'https:') return `has protocol ${url.protocol}; use http:// or https://.`;
   if (!url.hostname) return 'has no host name.';
   return undefined;
+}
+
+/**
+ * Returns why `json` is not a Claude Code MCP configuration (`{"mcpServers": {name: {...}}}`, as in
+ * Claude Code's `--mcp-config` and `.mcp.json`), or undefined when it is one.
+ */
+export function checkMcpConfig(json: string): string | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(json);
+  } catch (error) {
+    return `is not JSON (${(error as Error).message}).`;
+  }
+  const servers = (parsed as { mcpServers?: unknown } | null)?.mcpServers;
+  if (typeof servers !== 'object' || servers === null || Array.isArray(servers)) {
+    return 'has no "mcpServers" object (expected {"mcpServers": {"name": {"command": …} or {"type": "http", "url": …}}}).';
+  }
+  return undefined;
+}
+
+/** Host names of the `url` of every remote (http/sse) server in an MCP configuration, for the firewall check. */
+export function mcpUrlHosts(json: string): string[] {
+  const servers = (JSON.parse(json) as { mcpServers: Record<string, { url?: unknown }> }).mcpServers;
+  const hosts = new Set<string>();
+  for (const server of Object.values(servers)) {
+    if (typeof server?.url !== 'string') continue;
+    try {
+      hosts.add(new URL(server.url).hostname.replace(/^\[|\]$/g, ''));
+    } catch {
+      // not a URL: Claude Code reports it
+    }
+  }
+  return [...hosts];
 }
 
 /** Returns why `value` is not a Docker daemon URL this tool accepts, or undefined when it is. */

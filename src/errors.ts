@@ -29,6 +29,12 @@ export const ExitCode = {
   collect: 10,
   /** The agent's container ran out of memory (--memory) and was killed; partial work committed. */
   outOfMemory: 11,
+  /** The agent finished, but the --verify command failed (non-zero exit); the work is on the branch. */
+  verifyFailed: 12,
+  /** The agent stopped at --max-turns before finishing; partial work committed. */
+  maxTurns: 13,
+  /** The agent stopped at --max-budget-usd before finishing; partial work committed. */
+  budgetExceeded: 14,
   /** The run reached --timeout and the container was killed. */
   timedOut: 124,
   /** Unexpected internal error. */

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
 import os from 'node:os';
 import path from 'node:path';
-import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, open, readFile, rm, stat } from 'node:fs/promises';
 import createDebug from 'debug';
 import type { RunConfig, WorkspaceMode } from './config.js';
 import { AgentWorkerError, DockerError, ExitCode, ImageBuildError, PreflightError, errorMessage, interruptExitCode } from './errors.js';
@@ -35,14 +35,14 @@ import {
   type Repo,
 } from './git/repo.js';
 import { connectDocker, type DockerConnection } from './docker/client.js';
-import { ensureImage } from './docker/image.js';
-import { AgentContainer, DaemonLostError, FIREWALL_EXIT_CODE, type ContainerExit, type WorkspaceSpec } from './docker/container.js';
+import { ensureImage, PROJECT_BASE_ARG, PROJECT_IMAGE_REPOSITORY, type EnsuredImage, type ImageSpec } from './docker/image.js';
+import { AgentContainer, DaemonLostError, FIREWALL_EXIT_CODE, MCP_CONFIG_PATH, type ContainerExit, type WorkspaceSpec } from './docker/container.js';
 import { LineSplitter } from './stream/lines.js';
 import { defuseGitEntries, snapshotGitEntries } from './git/guard.js';
 import { RunLog, runsRoot } from './report/run-log.js';
 import { acquireRepoLock, lockHolder, type RepoLock, type RepoLockInfo } from './run-lock.js';
 import { collectGarbage } from './gc.js';
-import type { RunReport, RunStatus } from './report/types.js';
+import type { RunReport, RunStatus, VerifyResult } from './report/types.js';
 import type { Progress } from './ui/progress.js';
 import { PACKAGE_ROOT, VERSION } from './version.js';
 
@@ -63,8 +63,11 @@ export interface RunContext {
   /** Aborted (with the signal's name as reason, e.g. "SIGINT") when the user interrupts. */
   signal: AbortSignal;
   env: NodeJS.ProcessEnv;
-  /** Messages the user always sees on stderr (e.g. which Docker daemon is used). */
-  notice: (text: string) => void;
+  /**
+   * Messages for the user on stderr: `info` (e.g. which Docker daemon is used; hidden by --quiet) and
+   * `warning` (always shown).
+   */
+  notice: (text: string, kind?: 'info' | 'warning') => void;
   /** The agent runs as this uid:gid (the invoking user's). */
   uid: number;
   gid: number;
@@ -221,6 +224,7 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
   const agentEnv = plugin.env(credentials);
   const runLog = await RunLog.open(runsRoot(context.env), runId, Object.values(agentEnv.secret));
   runLog.note(`run ${runId}: agent-worker ${VERSION}, project ${repo.root}, branch ${branch}, daemon ${docker.info.endpoint}, workspace ${workspace}`);
+  await runLog.writeInfo({ runId, project: repo.root, branch, agentType: plugin.name, pid: process.pid, host: os.hostname(), startedAt: new Date(started).toISOString(), toolVersion: VERSION, workspace });
   const scratch = await mkdtemp(path.join(os.tmpdir(), `agent-worker-${runId}-`));
 
   const message = commitMessage(config.task, runId, 'success');
@@ -244,7 +248,7 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
   const warn = (text: string): void => {
     warnings.push(text);
     runLog.note(`warning: ${text}`);
-    context.notice(`agent-worker: warning: ${text}`);
+    context.notice(`agent-worker: warning: ${text}`, 'warning');
   };
   const gitEntriesBefore = workspace === 'mount' ? await snapshotGitEntries(repo.root) : undefined;
   /** Puts the agent's work on the branch (copy mode: fetched from the stopped container). */
@@ -263,29 +267,17 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
     return headCommit;
   };
   try {
-    context.progress.phase('Building the image');
-    const buildTimeout = AbortSignal.timeout(config.buildTimeoutSeconds * 1000);
-    const image = await ensureImage(
-      docker.docker,
-      {
-        contextDir: path.join(PACKAGE_ROOT, 'container'),
-        buildArgs: { BASE_IMAGE: context.env.AGENT_WORKER_BASE_IMAGE || DEFAULT_BASE_IMAGE, ...plugin.buildArgs },
-        caPem: config.caCert?.pem ?? '',
-        toolVersion: VERSION,
-      },
-      { force: config.forceRebuild, signal: AbortSignal.any([context.signal, buildTimeout]), onProgress: (line) => context.progress.detail(line) },
-    ).catch((error: unknown) => {
-      if (buildTimeout.aborted && !context.signal.aborted && error instanceof ImageBuildError) {
-        throw new ImageBuildError(`Building the image took longer than --build-timeout (${config.buildTimeoutSeconds} s) and was stopped.`, error.logTail, { cause: error });
-      }
-      throw error;
-    });
-    runLog.note(`image ${image.tag} ${image.built ? 'built' : 'reused'} in ${image.durationMs} ms`);
-    context.progress.succeed(`Image ${image.tag} ${image.built ? 'built' : 'cached'}`);
+    const image = await prepareImage(docker, plugin, config, context);
+    runLog.note(`image ${image.tag} ${image.built ? 'built' : 'reused'} in ${image.buildMs} ms${image.dockerfile ? ` (project Dockerfile ${image.dockerfile})` : ''}`);
     throwIfAborted(context.signal);
 
     context.progress.phase(workspace === 'copy' ? 'Starting the container (copying the repository in)' : 'Starting the container');
     const apiHost = config.baseUrl ? new URL(config.baseUrl).hostname : DEFAULT_API_HOST;
+    const allowHosts = [...new Set([apiHost.replace(/^\[|\]$/g, ''), ...config.allowHosts])];
+    const blockedMcp = config.mcpConfig?.urlHosts.filter((host) => !allowHosts.includes(host)) ?? [];
+    if (blockedMcp.length > 0) {
+      warn(`the firewall blocks the MCP server host(s) ${blockedMcp.join(', ')} from --mcp-config; allow them with ${blockedMcp.map((host) => `--allow-host ${host}`).join(' ')}`);
+    }
     const plainEnv: Record<string, string> = { ...agentEnv.plain };
     if (config.caCert) plainEnv.NODE_EXTRA_CA_CERTS = '/etc/ssl/certs/ca-certificates.crt';
     if (config.debug) plainEnv.AW_DEBUG = '1';
@@ -297,11 +289,19 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
       project: repo.root,
       uid: context.uid,
       gid: context.gid,
-      command: plugin.argv({ model: config.model, maxTurns: config.maxTurns, appendSystemPrompt: systemPromptAddition(branch, workspace) }),
+      command: plugin.argv({
+        model: config.model,
+        maxTurns: config.maxTurns,
+        maxBudgetUsd: config.maxBudgetUsd,
+        appendSystemPrompt: [systemPromptAddition(branch, workspace), config.appendSystemPrompt].filter(Boolean).join('\n\n'),
+        mcpConfigFile: config.mcpConfig ? MCP_CONFIG_PATH : undefined,
+      }),
       env: plainEnv,
       secrets: agentEnv.secret,
       task: config.task,
-      allowHosts: [...new Set([apiHost.replace(/^\[|\]$/g, ''), ...config.allowHosts])],
+      verify: config.verify,
+      mcpConfigJson: config.mcpConfig?.json,
+      allowHosts,
       timezone: config.timezone,
       limits: { memoryBytes: config.memoryBytes, cpus: config.cpus, pidsLimit: config.pidsLimit },
     });
@@ -321,16 +321,23 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
     }
     context.progress.succeed(`Agent ${describeExit(exit)}`);
 
+    let verify: VerifyResult | null = null;
+    if (config.verify !== undefined) {
+      verify = await readVerifyResult(container, config.verify, scratch, runLog.dir);
+      if (verify === null) warn('the --verify command did not run: the agent was stopped before it ended by itself');
+      else context.progress.log(`Verify: \`${config.verify}\` ${verify.exitCode === 0 ? 'passed' : `failed (exit ${verify.exitCode})`} in ${(verify.durationMs / 1000).toFixed(1)} s`);
+    }
     context.progress.phase('Collecting changes');
-    const status = runStatus(exit, outcome);
+    const status = runStatus(exit, outcome, config.verify === undefined ? undefined : verify);
     const headCommit = await keepWork(status);
     await container.remove();
     if (workspace === 'copy') await checkoutIfFree(repo, branch, runLog, context.env, runId, base);
     const report = await buildReport({
       ...{ repo, runId, branch, base, headCommit, status, exit, outcome, config, started, plugin },
-      image: { tag: image.tag, built: image.built, buildMs: image.durationMs },
+      image,
       logDir: runLog.dir,
       warnings,
+      verify,
     });
     runLog.note(`status ${status}; head ${report.headCommit}; ${report.changes.filesChanged} file(s) changed`);
     await runLog.writeReport(report);
@@ -358,6 +365,107 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
     runLog.note(`peak RSS ${Math.round(process.resourceUsage().maxRSS / 1024)} MiB`);
     await runLog.close();
     await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+/** Lines of the --verify command's output kept in the report. */
+const VERIFY_TAIL_LINES = 20;
+
+/**
+ * The images a run uses: the tool's (from `container/`), and, with a project Dockerfile, the project's
+ * (its folder is the build context; built FROM the tool's image, passed as build arg AGENT_WORKER_IMAGE).
+ */
+export function imageSpecs(config: Pick<RunConfig, 'caCert' | 'dockerfile'>, plugin: AgentPlugin, env: NodeJS.ProcessEnv): { tool: ImageSpec; project?: (toolTag: string) => ImageSpec } {
+  const hashCache = path.join(stateRoot(env), 'image-hash-cache.json');
+  const tool: ImageSpec = {
+    contextDir: path.join(PACKAGE_ROOT, 'container'),
+    buildArgs: { BASE_IMAGE: env.AGENT_WORKER_BASE_IMAGE || DEFAULT_BASE_IMAGE, ...plugin.buildArgs },
+    caPem: config.caCert?.pem ?? '',
+    toolVersion: VERSION,
+    hashCache,
+  };
+  const dockerfile = config.dockerfile;
+  if (!dockerfile) return { tool };
+  return {
+    tool,
+    project: (toolTag) => ({
+      contextDir: path.dirname(dockerfile),
+      dockerfile: path.basename(dockerfile),
+      buildArgs: { [PROJECT_BASE_ARG]: toolTag },
+      toolVersion: VERSION,
+      repository: PROJECT_IMAGE_REPOSITORY,
+      hashCache,
+    }),
+  };
+}
+
+/**
+ * Makes sure the run's image exists: the tool's, then the project's on top when there is a project
+ * Dockerfile. Each is reused when its content-hash tag exists.
+ * @throws ImageBuildError (also when --build-timeout runs out).
+ */
+async function prepareImage(docker: DockerConnection, plugin: AgentPlugin, config: RunConfig, context: RunContext): Promise<RunReport['image']> {
+  const specs = imageSpecs(config, plugin, context.env);
+  const buildTimeout = AbortSignal.timeout(config.buildTimeoutSeconds * 1000);
+  const options = { force: config.forceRebuild, signal: AbortSignal.any([context.signal, buildTimeout]), onProgress: (line: string) => context.progress.detail(line) };
+  const ensure = (spec: ImageSpec): Promise<EnsuredImage> =>
+    ensureImage(docker.docker, spec, options).catch((error: unknown) => {
+      if (buildTimeout.aborted && !context.signal.aborted && error instanceof ImageBuildError) {
+        throw new ImageBuildError(`Building the image took longer than --build-timeout (${config.buildTimeoutSeconds} s) and was stopped.`, error.logTail, { cause: error });
+      }
+      throw error;
+    });
+  context.progress.phase('Building the image');
+  const tool = await ensure(specs.tool);
+  context.progress.succeed(`Image ${tool.tag} ${tool.built ? 'built' : 'cached'}`);
+  if (!specs.project) return { tag: tool.tag, built: tool.built, buildMs: tool.durationMs, dockerfile: null };
+  context.progress.phase(`Building the project image (${path.relative(config.project, config.dockerfile!) || config.dockerfile})`);
+  const project = await ensure(specs.project(tool.tag)).catch((error: unknown) => {
+    if (error instanceof ImageBuildError && !context.signal.aborted) {
+      throw new ImageBuildError(`Building the project image from ${config.dockerfile} failed: ${error.message}`, error.logTail, { cause: error });
+    }
+    throw error;
+  });
+  context.progress.succeed(`Project image ${project.tag} ${project.built ? 'built' : 'cached'}`);
+  return { tag: project.tag, built: tool.built || project.built, buildMs: tool.durationMs + project.durationMs, dockerfile: config.dockerfile ?? null };
+}
+
+/**
+ * Reads the --verify command's outcome from the stopped container and copies its whole output to
+ * `<logDir>/verify.log`. Null when it did not run (the agent was stopped).
+ */
+async function readVerifyResult(container: AgentContainer, command: string, scratch: string, logDir: string): Promise<VerifyResult | null> {
+  const dir = path.join(scratch, 'verify');
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const files = await container.fetchVerifyOutput(dir);
+  const resultFile = files.find((file) => path.basename(file) === 'verify.result');
+  const logFile = files.find((file) => path.basename(file) === 'verify.log');
+  if (!resultFile) return null;
+  const fields = Object.fromEntries(
+    (await readFile(path.join(dir, resultFile), 'utf8')).split('\n').filter(Boolean).map((line) => line.split('=', 2) as [string, string]),
+  );
+  let outputTail: string[] = [];
+  if (logFile) {
+    await copyFile(path.join(dir, logFile), path.join(logDir, 'verify.log'));
+    outputTail = await lastLines(path.join(logDir, 'verify.log'), VERIFY_TAIL_LINES);
+  }
+  const exitCode = Number(fields.exit);
+  return { command, exitCode: Number.isInteger(exitCode) ? exitCode : null, durationMs: Number(fields.duration_ms) || 0, outputTail };
+}
+
+/** The last `count` lines of a text file (reads at most its last 64 KiB). */
+async function lastLines(file: string, count: number): Promise<string[]> {
+  const handle = await open(file, 'r');
+  try {
+    const { size } = await handle.stat();
+    const length = Math.min(size, 64 * 1024);
+    const buffer = Buffer.alloc(length);
+    await handle.read(buffer, 0, length, size - length);
+    const lines = buffer.toString('utf8').replace(/\n$/, '').split('\n');
+    if (length < size) lines.shift();
+    return lines.slice(-count);
+  } finally {
+    await handle.close();
   }
 }
 
@@ -526,6 +634,7 @@ async function buildReport(input: {
   plugin: AgentPlugin;
   image: RunReport['image'];
   warnings: string[];
+  verify: VerifyResult | null;
 }): Promise<RunReport> {
   const { repo, outcome, headCommit } = input;
   const changes = await diffChanges(repo, input.base, headCommit);
@@ -550,6 +659,7 @@ async function buildReport(input: {
     changes,
     image: input.image,
     warnings: input.warnings,
+    verify: input.verify,
     logDir: input.logDir,
   };
 }
@@ -561,16 +671,25 @@ export function commitMessage(task: string, runId: string, status: RunStatus): s
   return `${subject}\n\nCommitted by agent-worker for run ${runId} (status: ${status}).\n`;
 }
 
-function runStatus(exit: ContainerExit, outcome: AgentOutcome): RunStatus {
+/**
+ * How the run ended. `verify` is undefined without --verify, null when the command did not run; a
+ * run that would be a success is `verify_failed` unless the command ran and exited 0.
+ */
+function runStatus(exit: ContainerExit, outcome: AgentOutcome, verify?: VerifyResult | null): RunStatus {
   if (exit.oomKilled) return 'out_of_memory';
   if (exit.reason === 'timed_out') return 'timed_out';
   if (exit.reason === 'interrupted') return 'interrupted';
+  if (outcome.limitReached === 'max_turns') return 'max_turns';
+  if (outcome.limitReached === 'max_budget') return 'budget_exceeded';
   // Stopped after it reported its result: the result decides.
-  if (exit.reason === 'after_result') return outcome.resultSubtype !== undefined && !outcome.isError ? 'success' : 'agent_error';
-  return exit.exitCode === 0 && !outcome.isError ? 'success' : 'agent_error';
+  const agentOk = exit.reason === 'after_result' ? outcome.resultSubtype !== undefined && !outcome.isError : exit.exitCode === 0 && !outcome.isError;
+  if (!agentOk) return 'agent_error';
+  if (verify !== undefined && verify?.exitCode !== 0) return 'verify_failed';
+  return 'success';
 }
 
-function exitCodeFor(status: RunStatus, signal: AbortSignal): number {
+/** The process exit code of a run that ended with `status`. */
+export function exitCodeFor(status: RunStatus, signal: AbortSignal): number {
   switch (status) {
     case 'success':
       return ExitCode.success;
@@ -580,6 +699,12 @@ function exitCodeFor(status: RunStatus, signal: AbortSignal): number {
       return ExitCode.timedOut;
     case 'out_of_memory':
       return ExitCode.outOfMemory;
+    case 'verify_failed':
+      return ExitCode.verifyFailed;
+    case 'max_turns':
+      return ExitCode.maxTurns;
+    case 'budget_exceeded':
+      return ExitCode.budgetExceeded;
     case 'interrupted':
       return interruptExitCode(signal.reason);
   }

@@ -17,7 +17,8 @@ export const claudeCodePlugin: AgentPlugin = {
 
   /**
    * `claude -p --output-format stream-json --verbose --dangerously-skip-permissions --append-system-prompt <text>`,
-   * plus `--model <name>` and `--max-turns <n>` when given. The task arrives on standard input.
+   * plus `--model <name>`, `--max-turns <n>`, `--max-budget-usd <dollars>` and `--mcp-config <file>` when given.
+   * The task arrives on standard input.
    */
   argv(options: AgentLaunchOptions): string[] {
     const argv = [
@@ -32,6 +33,8 @@ export const claudeCodePlugin: AgentPlugin = {
     ];
     if (options.model !== undefined && options.model !== '') argv.push('--model', options.model);
     if (options.maxTurns !== undefined) argv.push('--max-turns', String(options.maxTurns));
+    if (options.maxBudgetUsd !== undefined) argv.push('--max-budget-usd', String(options.maxBudgetUsd));
+    if (options.mcpConfigFile !== undefined) argv.push('--mcp-config', options.mcpConfigFile);
     return argv;
   },
 

@@ -134,6 +134,7 @@ export function createClaudeStreamParser(): AgentStreamParser {
       resultText: str(obj.result),
       resultSubtype: subtype,
       isError,
+      limitReached: subtype === 'error_max_turns' ? 'max_turns' : subtype === 'error_max_budget_usd' ? 'max_budget' : undefined,
       tokens,
       costUsd,
       fromResult: true,

@@ -25,6 +25,10 @@ export const HANDOFF_DIR = '/run/agent-worker';
 export const FIREWALL_EXIT_CODE = 78;
 /** Folder the entrypoint fills in copy mode (`result`, `work.bundle`) for the host to fetch. */
 export const COPY_OUT_DIR = '/run/agent-worker-out';
+/** Root's folder where the entrypoint leaves the --verify command's `verify.log` and `verify.result`. */
+export const VERIFY_OUT_DIR = '/run/agent-worker-verify';
+/** Where the agent's MCP configuration is installed (the agent's HOME is /home/agent). */
+export const MCP_CONFIG_PATH = '/home/agent/.mcp-config.json';
 /** Exit code of the entrypoint when, in copy mode, the agent ran but collecting its work failed. */
 export const COLLECT_FAILED_EXIT_CODE = 75;
 /**
@@ -32,8 +36,11 @@ export const COLLECT_FAILED_EXIT_CODE = 75;
  * agent's processes in copy mode); it drops them all before the agent starts.
  */
 export const ENTRYPOINT_CAPABILITIES = ['NET_ADMIN', 'NET_RAW', 'SETUID', 'SETGID', 'SETPCAP', 'CHOWN', 'KILL'];
-/** Seconds between SIGTERM and SIGKILL when the host stops the container: the agent is PID 1 in mount mode. */
-const STOP_GRACE_SECONDS = { mount: 3, copy: 60 } as const;
+/**
+ * Seconds between SIGTERM and SIGKILL when the host stops the container: the agent is PID 1 in mount
+ * mode; the entrypoint supervises (and, in copy mode, collects the work) in the others.
+ */
+const STOP_GRACE_SECONDS = { mount: 3, supervised: 10, copy: 60 } as const;
 /** How long to wait for the last output after the container exited, in ms. */
 const OUTPUT_DRAIN_MS = 5_000;
 /** While the agent runs, the daemon is pinged this often, in ms… */
@@ -68,6 +75,10 @@ export interface AgentContainerSpec {
   secrets: Record<string, string>;
   /** The task: the agent's standard input. */
   task: string;
+  /** Command run in the container after the agent ends (env AW_VERIFY of the entrypoint). */
+  verify?: string;
+  /** MCP configuration (JSON text), installed at {@link MCP_CONFIG_PATH}. */
+  mcpConfigJson?: string;
   /** Host names / IPs the firewall lets the agent reach. */
   allowHosts: string[];
   /** Resource limits: memory in bytes (no extra swap), CPUs, processes. */
@@ -81,8 +92,10 @@ export interface AgentContainerSpec {
  * the absolute `gitdir:` of a `.git` file resolves inside the container too.
  * `copy`: a git bundle of the base commit (a host file, streamed in) becomes the workspace inside the
  * container; the agent's commits come back as a bundle from {@link COPY_OUT_DIR}.
+ * `none`: no workspace (an empty /workspace), for probes such as `agent-worker doctor`'s.
  */
 export type WorkspaceSpec =
+  | { mode: 'none' }
   | { mode: 'mount'; workTree: string; gitDir: string; extraReadOnly?: string[] }
   | { mode: 'copy'; bundleFile: string; bundleRef: string; baseCommit: string; branch: string; commitMessage: string; gitName: string; gitEmail: string };
 
@@ -145,6 +158,7 @@ export class AgentContainer {
       AW_WORKSPACE: workspace.mode,
       TZ: spec.timezone,
     };
+    if (spec.verify !== undefined) env.AW_VERIFY = spec.verify;
     if (workspace.mode === 'copy') {
       Object.assign(env, { AW_BRANCH: workspace.branch, AW_BASE_COMMIT: workspace.baseCommit, AW_BUNDLE_REF: workspace.bundleRef, AW_GIT_NAME: workspace.gitName, AW_GIT_EMAIL: workspace.gitEmail });
     }
@@ -237,7 +251,8 @@ export class AgentContainer {
       if (reason !== 'exited') return;
       reason = why;
       log('stopping container %s: %s', this.shortId, why);
-      stopping = this.container.stop({ t: STOP_GRACE_SECONDS[this.spec.workspace.mode] }).then(
+      const mode = this.spec.workspace.mode === 'copy' ? 'copy' : this.spec.verify !== undefined ? 'supervised' : 'mount';
+      stopping = this.container.stop({ t: STOP_GRACE_SECONDS[mode] }).then(
         () => undefined,
         (error: unknown) => {
           // 304: it had already stopped by itself, so the host stopped nothing and its exit stands.
@@ -306,8 +321,26 @@ export class AgentContainer {
    * @returns the relative paths of the files written (under `agent-worker-out/`).
    */
   async fetchCopyOutput(destDir: string): Promise<string[]> {
-    const archive = (await this.container.getArchive({ path: COPY_OUT_DIR })) as unknown as Readable;
-    return extractSafely(archive, destDir, { maxBytes: 16 * 1024 ** 3, maxEntries: 10 });
+    return this.fetchFolder(COPY_OUT_DIR, destDir, 16 * 1024 ** 3);
+  }
+
+  /**
+   * Fetches {@link VERIFY_OUT_DIR} (`verify.log`, `verify.result`) from the stopped container into
+   * `destDir`; nothing when the folder does not exist (the verify command did not run).
+   * @returns the relative paths of the files written (under `agent-worker-verify/`).
+   */
+  async fetchVerifyOutput(destDir: string): Promise<string[]> {
+    try {
+      return await this.fetchFolder(VERIFY_OUT_DIR, destDir, 4 * 1024 ** 3);
+    } catch (error) {
+      if ((error as { statusCode?: number }).statusCode === 404) return [];
+      throw error;
+    }
+  }
+
+  private async fetchFolder(containerPath: string, destDir: string, maxBytes: number): Promise<string[]> {
+    const archive = (await this.container.getArchive({ path: containerPath })) as unknown as Readable;
+    return extractSafely(archive, destDir, { maxBytes, maxEntries: 10 });
   }
 
   /** Kills and removes the container; safe to call more than once and when it is already gone. */
@@ -325,7 +358,8 @@ export class AgentContainer {
 }
 
 /**
- * A tar for {@link HANDOFF_DIR}: `secrets` (NUL-separated KEY=value) and `task`, both root-only, and in
+ * A tar for {@link HANDOFF_DIR}: `secrets` (NUL-separated KEY=value), `task` and `mcp-config.json`
+ * (when given), all root-only, and in
  * copy mode `commit-message` and `repo.bundle` (streamed from disk, never held in memory).
  */
 async function handoffArchive(spec: AgentContainerSpec): Promise<Readable> {
@@ -335,6 +369,9 @@ async function handoffArchive(spec: AgentContainerSpec): Promise<Readable> {
     .join('');
   tarball.entry({ name: 'secrets', mode: 0o400, uid: 0, gid: 0 }, Buffer.from(secrets, 'utf8'));
   tarball.entry({ name: 'task', mode: 0o400, uid: 0, gid: 0 }, Buffer.from(spec.task, 'utf8'));
+  if (spec.mcpConfigJson !== undefined) {
+    tarball.entry({ name: 'mcp-config.json', mode: 0o400, uid: 0, gid: 0 }, Buffer.from(spec.mcpConfigJson, 'utf8'));
+  }
   const workspace = spec.workspace;
   if (workspace.mode === 'copy') {
     tarball.entry({ name: 'commit-message', mode: 0o400, uid: 0, gid: 0 }, Buffer.from(workspace.commitMessage, 'utf8'));

@@ -4,7 +4,8 @@
  * read from the build stream itself.
  */
 import { createHash } from 'node:crypto';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pack } from 'tar-fs';
 import type Docker from 'dockerode';
@@ -14,67 +15,154 @@ import { LABEL_CONTENT_HASH, LABEL_MANAGED, LABEL_VERSION } from './labels.js';
 
 const log = createDebug('agent-worker:docker');
 
-/** Repository part of every image tag. */
+/** Repository part of the tool's image tags. */
 export const IMAGE_REPOSITORY = 'agent-worker';
+/** Repository part of project image tags (built from a project's own Dockerfile, FROM the tool's image). */
+export const PROJECT_IMAGE_REPOSITORY = 'agent-worker-project';
+/** Build arg naming the tool's image in a project Dockerfile: `ARG AGENT_WORKER_IMAGE` + `FROM ${AGENT_WORKER_IMAGE}`. */
+export const PROJECT_BASE_ARG = 'AGENT_WORKER_IMAGE';
 /** Name of the CA file inside the build context (empty when no --ca-cert was given). */
 export const CONTEXT_CA_FILE = 'extra-ca.crt';
 /** How many lines of build output an {@link ImageBuildError} keeps. */
 const BUILD_LOG_TAIL_LINES = 30;
 
-/** Everything that goes into the image. */
+/** Everything that goes into an image. */
 export interface ImageSpec {
-  /** Folder holding the Dockerfile and the in-container scripts. */
+  /** The build context folder. */
   contextDir: string;
+  /** The Dockerfile, relative to `contextDir`; default `Dockerfile`. */
+  dockerfile?: string;
   /** Dockerfile build args (base image, pinned agent CLI version, …). */
   buildArgs: Record<string, string>;
-  /** Extra CA certificates (PEM) trusted in the image; empty string for none. */
-  caPem: string;
+  /**
+   * Extra CA certificates (PEM) added to the context as {@link CONTEXT_CA_FILE} ('' = an empty file);
+   * undefined = the context goes as it is (project images).
+   */
+  caPem?: string;
   /** agent-worker's version, recorded as a label (not part of the hash). */
   toolVersion: string;
+  /** Repository part of the tag; default {@link IMAGE_REPOSITORY}. */
+  repository?: string;
+  /**
+   * A JSON file caching each context file's sha256 by its size, mtime, ctime and inode, so deciding
+   * that an unchanged image is cached reads no file contents. Undefined = no cache.
+   */
+  hashCache?: string;
 }
 
-/** A file of the build context: its path relative to the context folder and its bytes. */
+/** A file of the build context: its path relative to the context folder, exec bit and content digest. */
 interface ContextFile {
   name: string;
-  mode: number;
-  data: Buffer;
+  executable: boolean;
+  sha256: string;
 }
 
-async function readContextFiles(dir: string, prefix = ''): Promise<ContextFile[]> {
-  const entries = await readdir(path.join(dir, prefix), { withFileTypes: true });
-  const files: ContextFile[] = [];
-  for (const entry of entries.sort((a, b) => a.name.localeCompare(b.name))) {
-    const name = prefix ? `${prefix}/${entry.name}` : entry.name;
-    if (entry.isDirectory()) files.push(...(await readContextFiles(dir, name)));
-    else if (entry.isFile()) {
-      const full = path.join(dir, name);
-      files.push({ name, mode: (await stat(full)).mode & 0o777, data: await readFile(full) });
-    }
+/** One cached digest: valid while the file's size, mtime, ctime and inode are unchanged. */
+interface CachedDigest {
+  size: number;
+  mtimeNs: string;
+  ctimeNs: string;
+  ino: string;
+  sha256: string;
+}
+
+async function loadHashCache(file: string | undefined, contextDir: string): Promise<Map<string, CachedDigest>> {
+  if (!file) return new Map();
+  try {
+    const all = JSON.parse(await readFile(file, 'utf8')) as Record<string, Record<string, CachedDigest>>;
+    return new Map(Object.entries(all[contextDir] ?? {}));
+  } catch {
+    return new Map();
   }
-  return files;
+}
+
+async function saveHashCache(file: string, contextDir: string, entries: Map<string, CachedDigest>): Promise<void> {
+  let all: Record<string, Record<string, CachedDigest>> = {};
+  try {
+    all = JSON.parse(await readFile(file, 'utf8')) as typeof all;
+  } catch {
+    // a missing or broken cache starts over
+  }
+  all[contextDir] = Object.fromEntries(entries);
+  await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  const temp = `${file}.${process.pid}.tmp`;
+  await writeFile(temp, JSON.stringify(all), { mode: 0o600 });
+  await rename(temp, file);
 }
 
 /**
- * The image's content hash: sha256 over the context files (names, exec bits, bytes), the build
- * args and the CA file. Hex, 64 characters.
+ * Lists the context's regular files (sorted, recursively) with their digests, reading only files whose
+ * stat differs from `cache`; `cache` is updated in place. Returns whether it changed.
+ */
+async function readContextFiles(dir: string, cache: Map<string, CachedDigest>): Promise<{ files: ContextFile[]; changed: boolean }> {
+  const files: ContextFile[] = [];
+  const seen = new Set<string>();
+  let changed = false;
+  const walk = async (prefix: string): Promise<void> => {
+    const entries = await readdir(path.join(dir, prefix), { withFileTypes: true });
+    for (const entry of entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+      const name = prefix ? `${prefix}/${entry.name}` : entry.name;
+      if (entry.isDirectory()) {
+        await walk(name);
+        continue;
+      }
+      if (!entry.isFile()) continue;
+      const full = path.join(dir, name);
+      const info = await stat(full, { bigint: true });
+      const key = { size: Number(info.size), mtimeNs: String(info.mtimeNs), ctimeNs: String(info.ctimeNs), ino: String(info.ino) };
+      let cached = cache.get(name);
+      if (!cached || cached.size !== key.size || cached.mtimeNs !== key.mtimeNs || cached.ctimeNs !== key.ctimeNs || cached.ino !== key.ino) {
+        cached = { ...key, sha256: await fileDigest(full) };
+        cache.set(name, cached);
+        changed = true;
+      }
+      seen.add(name);
+      files.push({ name, executable: (Number(info.mode) & 0o111) !== 0, sha256: cached.sha256 });
+    }
+  };
+  await walk('');
+  for (const name of cache.keys()) {
+    if (!seen.has(name)) {
+      cache.delete(name);
+      changed = true;
+    }
+  }
+  return { files, changed };
+}
+
+function fileDigest(file: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const hash = createHash('sha256');
+    createReadStream(file)
+      .on('error', reject)
+      .on('data', (chunk) => hash.update(chunk))
+      .on('end', () => resolve(hash.digest('hex')));
+  });
+}
+
+/**
+ * The image's content hash: sha256 over the context files (names, exec bits, contents' sha256), the
+ * Dockerfile name, the build args and the CA file. Hex, 64 characters.
  */
 export async function imageContentHash(spec: ImageSpec): Promise<string> {
+  const cache = await loadHashCache(spec.hashCache, spec.contextDir);
+  const { files, changed } = await readContextFiles(spec.contextDir, cache);
+  if (changed && spec.hashCache) await saveHashCache(spec.hashCache, spec.contextDir, cache).catch((error: unknown) => log('hash cache: %s', errorMessage(error)));
   const hash = createHash('sha256');
-  hash.update('agent-worker-image-v1\0');
-  for (const file of await readContextFiles(spec.contextDir)) {
-    if (file.name === CONTEXT_CA_FILE) continue;
-    hash.update(`${file.name}\0${file.mode & 0o111 ? 'x' : '-'}\0${file.data.length}\0`);
-    hash.update(file.data);
+  hash.update('agent-worker-image-v2\0');
+  for (const file of files) {
+    if (spec.caPem !== undefined && file.name === CONTEXT_CA_FILE) continue;
+    hash.update(`${file.name}\0${file.executable ? 'x' : '-'}\0${file.sha256}\0`);
   }
   const args = Object.keys(spec.buildArgs).sort().map((key) => [key, spec.buildArgs[key]]);
-  hash.update(`args\0${JSON.stringify(args)}\0ca\0${spec.caPem.length}\0`);
-  hash.update(spec.caPem);
+  hash.update(`dockerfile\0${spec.dockerfile ?? 'Dockerfile'}\0args\0${JSON.stringify(args)}\0`);
+  if (spec.caPem !== undefined) hash.update(`ca\0${spec.caPem.length}\0${spec.caPem}`);
   return hash.digest('hex');
 }
 
-/** The image tag for a content hash: `agent-worker:<first 16 hex digits>`. */
-export function imageTag(contentHash: string): string {
-  return `${IMAGE_REPOSITORY}:${contentHash.slice(0, 16)}`;
+/** The image tag for a content hash: `<repository>:<first 16 hex digits>`. */
+export function imageTag(contentHash: string, repository = IMAGE_REPOSITORY): string {
+  return `${repository}:${contentHash.slice(0, 16)}`;
 }
 
 /** Progress of a build, one line of the daemon's build output at a time. */
@@ -103,7 +191,7 @@ export async function ensureImage(
 ): Promise<EnsuredImage> {
   const started = Date.now();
   const contentHash = await imageContentHash(spec);
-  const tag = imageTag(contentHash);
+  const tag = imageTag(contentHash, spec.repository);
   if (!options.force && (await imageExists(docker, tag))) {
     log('image %s is cached', tag);
     return { tag, contentHash, built: false, durationMs: Date.now() - started };
@@ -130,14 +218,18 @@ async function buildImage(
   contentHash: string,
   options: { force: boolean; onProgress?: BuildProgress; signal?: AbortSignal },
 ): Promise<void> {
-  const context = pack(spec.contextDir, {
-    ignore: (name) => path.basename(name) === CONTEXT_CA_FILE,
-    finalize: false,
-    finish: (tarball) => {
-      tarball.entry({ name: CONTEXT_CA_FILE, mode: 0o644 }, spec.caPem);
-      tarball.finalize();
-    },
-  });
+  const caPem = spec.caPem;
+  const context =
+    caPem === undefined
+      ? pack(spec.contextDir)
+      : pack(spec.contextDir, {
+          ignore: (name) => path.basename(name) === CONTEXT_CA_FILE,
+          finalize: false,
+          finish: (tarball) => {
+            tarball.entry({ name: CONTEXT_CA_FILE, mode: 0o644 }, caPem);
+            tarball.finalize();
+          },
+        });
   const tail: string[] = [];
   const remember = (text: string): void => {
     for (const line of text.split('\n')) {
@@ -153,6 +245,7 @@ async function buildImage(
   try {
     stream = await docker.buildImage(context as unknown as NodeJS.ReadableStream, {
       t: tag,
+      dockerfile: spec.dockerfile ?? 'Dockerfile',
       buildargs: spec.buildArgs,
       labels: { [LABEL_MANAGED]: 'true', [LABEL_VERSION]: spec.toolVersion, [LABEL_CONTENT_HASH]: contentHash },
       rm: true,

@@ -16,6 +16,9 @@ export const STATUS_WORDS: Record<RunStatus, string> = {
   timed_out: 'timed out',
   interrupted: 'interrupted',
   out_of_memory: 'out of memory',
+  max_turns: 'stopped at --max-turns',
+  budget_exceeded: 'stopped at --max-budget-usd',
+  verify_failed: 'verify failed',
 };
 
 const numberFormat = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
@@ -67,6 +70,12 @@ export function renderReportTable(report: RunReport, options: RenderTableOptions
     [label('files changed'), formatCount(changes.filesChanged)],
     [label('image'), `${report.image.tag} (${report.image.built ? `built in ${formatDuration(report.image.buildMs)}` : 'cached'})`],
   );
+  const verify = report.verify;
+  if (verify) {
+    const passed = verify.exitCode === 0;
+    const outcome = passed ? c.green('passed') : c.red(verify.exitCode === null ? 'did not finish' : `failed (exit ${verify.exitCode})`);
+    summary.push([label('verify'), `${printable(verify.command)}: ${outcome} in ${formatDuration(verify.durationMs)}`]);
+  }
 
   let out = `${summary.toString()}\n`;
 
@@ -81,6 +90,9 @@ export function renderReportTable(report: RunReport, options: RenderTableOptions
     out += 'No files changed.\n';
   }
 
+  if (verify && verify.exitCode !== 0 && verify.outputTail.length > 0) {
+    out += `${c.bold('verify output (last lines):')}\n${verify.outputTail.map((line) => `  ${printable(line)}`).join('\n')}\n`;
+  }
   for (const warning of report.warnings ?? []) out += `${c.yellow('warning:')} ${printable(warning)}\n`;
   out += `${c.dim('Log folder:')} ${printable(report.logDir)}\n`;
   return out;

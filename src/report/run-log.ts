@@ -1,10 +1,13 @@
 /**
  * The run's log folder, outside the repository: `$XDG_STATE_HOME/agent-worker/runs/<runId>/`
  * (else `~/.local/state/agent-worker/runs/<runId>/`), holding
+ * - `run.json`: what the run is ({@link RunInfo}: project, branch, pid, host, start time), written when it starts;
  * - `agent.stream.jsonl`: the agent's raw standard output (stream-json), secrets redacted;
  * - `agent.stderr.log`: the container's standard error, secrets redacted;
  * - `agent-worker.log`: the tool's own log of the run;
- * - `report.json`: the final report.
+ * - `report.json`: the final report, written when the run completes (its absence means running or died).
+ *
+ * `agent-worker runs` and `agent-worker logs` read these folders (src/report/history.ts).
  */
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -27,6 +30,26 @@ export function makeRedactor(secrets: string[]): (text: string) => string {
     for (const value of values) if (out.includes(value)) out = out.split(value).join('[REDACTED]');
     return out.replace(keyShape, '[REDACTED]');
   };
+}
+
+/** What a run is, written to `run.json` when it starts. */
+export interface RunInfo {
+  runId: string;
+  /** Top-level path of the project's repository. */
+  project: string;
+  /** The branch the agent's work goes to. */
+  branch: string;
+  /** Agent plugin name (`--agent-type`), e.g. `claude`. */
+  agentType: string;
+  /** Process id of the agent-worker process running it, on `host`. */
+  pid: number;
+  /** `os.hostname()` of the machine running it. */
+  host: string;
+  /** When the run started, ISO 8601 (UTC). */
+  startedAt: string;
+  /** agent-worker version. */
+  toolVersion: string;
+  workspace: 'mount' | 'copy';
 }
 
 /** Open log files of one run. */
@@ -77,6 +100,11 @@ export class RunLog {
   /** Appends a timestamped line to the tool's own log. */
   note(message: string): void {
     this.toolLog.write(`${new Date().toISOString()} ${this.redact(message)}\n`);
+  }
+
+  /** Writes `run.json` (mode 0600): the run's {@link RunInfo}, pretty JSON. */
+  async writeInfo(info: RunInfo): Promise<void> {
+    await writeFile(path.join(this.dir, 'run.json'), `${JSON.stringify(info, null, 2)}\n`, { mode: 0o600 });
   }
 
   /** Writes `report.json`. */

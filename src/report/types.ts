@@ -1,7 +1,30 @@
 import type { TokenUsage } from '../../agents/types.js';
 
 /** How a run ended. */
-export type RunStatus = 'success' | 'agent_error' | 'timed_out' | 'interrupted' | 'out_of_memory';
+export type RunStatus =
+  | 'success'
+  | 'agent_error'
+  | 'timed_out'
+  | 'interrupted'
+  | 'out_of_memory'
+  /** The agent stopped at --max-turns (Claude Code result subtype `error_max_turns`). */
+  | 'max_turns'
+  /** The agent stopped at --max-budget-usd (Claude Code result subtype `error_max_budget_usd`). */
+  | 'budget_exceeded'
+  /** The agent succeeded but the --verify command exited non-zero. */
+  | 'verify_failed';
+
+/** The --verify command's outcome, run in the agent's container (same firewall) after the agent ended. */
+export interface VerifyResult {
+  /** The command as given (run with `bash -c` in /workspace, as the agent's user). */
+  command: string;
+  /** Its exit status; 128 + signal number when it was killed; null when it did not run to the end. */
+  exitCode: number | null;
+  /** Its wall time, in milliseconds. */
+  durationMs: number;
+  /** The last lines of its combined stdout and stderr (at most 20 lines; the whole output is `verify.log` in the log folder). */
+  outputTail: string[];
+}
 
 /** Status of one changed file, from `git diff --name-status` letters A/M/D/R (C, T map to modified). */
 export type FileChangeStatus = 'added' | 'modified' | 'deleted' | 'renamed';
@@ -54,13 +77,18 @@ export interface RunReport {
   /** In US dollars; null when the agent never reported a cost. */
   costUsd: number | null;
   changes: ChangeSummary;
-  /** The image the agent ran in: its tag, and whether this run built it (false: reused from cache). */
-  image: { tag: string; built: boolean; buildMs: number };
+  /**
+   * The image the agent ran in: its tag, whether this run built it (false: reused from cache), the time
+   * spent deciding and building (ms), and the project Dockerfile it was built from (null: the tool's image).
+   */
+  image: { tag: string; built: boolean; buildMs: number; dockerfile: string | null };
   /**
    * Things the user must know about the result, e.g. nested repositories the agent planted that were
    * moved aside, or changes inside submodules that are not on the branch. Empty when there are none.
    */
   warnings: string[];
+  /** The --verify command's outcome; null when no --verify was given or it could not run (the agent was stopped). */
+  verify: VerifyResult | null;
   /** Folder holding this run's logs and report.json. */
   logDir: string;
 }

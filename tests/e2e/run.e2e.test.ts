@@ -111,7 +111,7 @@ describe.runIf(hasDocker)('agent-worker end to end (real Claude Code, scripted A
 
       // The run log: raw stream, report.json = stdout, and the key is nowhere.
       const files = readdirSync(report.logDir).sort();
-      expect(files).toEqual(['agent-worker.log', 'agent.stderr.log', 'agent.stream.jsonl', 'report.json']);
+      expect(files).toEqual(['agent-worker.log', 'agent.stderr.log', 'agent.stream.jsonl', 'report.json', 'run.json']);
       expect(JSON.parse(readFileSync(path.join(report.logDir, 'report.json'), 'utf8'))).toEqual(report);
       const stream = readFileSync(path.join(report.logDir, 'agent.stream.jsonl'), 'utf8');
       expect(stream).toContain('"type":"result"');

@@ -75,6 +75,7 @@ describe('Claude Code stream-json parser: real samples', () => {
       resultText: undefined,
       resultSubtype: 'error_max_turns',
       isError: true,
+      limitReached: 'max_turns',
       tokens: { input: 200, output: 14, cacheRead: 60, cacheWrite: 40, total: 314 },
       costUsd: 0.0009780000000000001,
       fromResult: true,

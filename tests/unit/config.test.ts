@@ -1,5 +1,5 @@
 import { describe, expect, it, afterEach } from 'vitest';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { loadConfig, type ConfigContext, type RawFlags } from '../../src/config.js';
 import { ConfigError } from '../../src/errors.js';
@@ -204,5 +204,61 @@ describe('loadConfig validation names the flag', () => {
   it('rejects a boolean variable that is not one', async () => {
     const dir = project();
     expect(await problemsOf({ task: 't' }, context(dir, { FORCE_REBUILD: 'maybe' }))).toEqual([expect.stringMatching(/^--force-rebuild: FORCE_REBUILD/)]);
+  });
+});
+
+describe('everyday options: --dockerfile, --verify, --persona, --append-system-prompt, --mcp-config, --max-budget-usd, --quiet', () => {
+  it('finds .agent-worker/Dockerfile in the project; --dockerfile points elsewhere; a missing one is a problem', async () => {
+    const dir = project();
+    expect((await loadConfig({ task: 't' }, context(dir))).dockerfile).toBeUndefined();
+    mkdirSync(path.join(dir, '.agent-worker'));
+    writeFileSync(path.join(dir, '.agent-worker', 'Dockerfile'), 'FROM x\n');
+    expect((await loadConfig({ task: 't' }, context(dir))).dockerfile).toBe(path.join(dir, '.agent-worker', 'Dockerfile'));
+    writeFileSync(path.join(dir, 'Other.Dockerfile'), 'FROM y\n');
+    expect((await loadConfig({ task: 't', dockerfile: 'Other.Dockerfile' }, context(dir))).dockerfile).toBe(path.join(dir, 'Other.Dockerfile'));
+    expect((await loadConfig({ task: 't' }, context(dir, { AGENT_WORKER_DOCKERFILE: 'Other.Dockerfile' }))).dockerfile).toBe(path.join(dir, 'Other.Dockerfile'));
+    expect(await problemsOf({ task: 't', dockerfile: 'nope/Dockerfile' }, context(dir))).toEqual([expect.stringMatching(/^--dockerfile: cannot read .*nope\/Dockerfile \(ENOENT\)/)]);
+  });
+
+  it('joins --append-system-prompt and the --persona file, in that order; an empty or missing persona is a problem', async () => {
+    const dir = project();
+    writeFileSync(path.join(dir, 'persona.md'), '\n# Role\nYou review code.\n\n');
+    const config = await loadConfig({ task: 't', appendSystemPrompt: 'Be brief.', persona: 'persona.md' }, context(dir));
+    expect(config.appendSystemPrompt).toBe('Be brief.\n\n# Role\nYou review code.');
+    expect(config.persona).toBe(path.join(dir, 'persona.md'));
+    expect((await loadConfig({ task: 't' }, context(dir, { AGENT_PERSONA: 'persona.md' }))).appendSystemPrompt).toBe('# Role\nYou review code.');
+    writeFileSync(path.join(dir, 'empty.md'), '  \n');
+    expect(await problemsOf({ task: 't', persona: 'empty.md' }, context(dir))).toEqual([expect.stringMatching(/^--persona: .*empty\.md is empty\.$/)]);
+    expect(await problemsOf({ task: 't', persona: 'missing.md' }, context(dir))).toEqual([expect.stringMatching(/^--persona: cannot read .*missing\.md \(ENOENT\)/)]);
+  });
+
+  it('reads --mcp-config, lists its remote servers\' hosts, and rejects what is not an MCP configuration', async () => {
+    const dir = project();
+    writeFileSync(
+      path.join(dir, 'mcp.json'),
+      JSON.stringify({ mcpServers: { a: { command: 'npx', args: ['x'] }, b: { type: 'http', url: 'https://mcp.example.com/mcp' }, c: { type: 'sse', url: 'http://[::1]:9000/sse' } } }),
+    );
+    const config = await loadConfig({ task: 't', mcpConfig: 'mcp.json' }, context(dir));
+    expect(config.mcpConfig).toMatchObject({ path: path.join(dir, 'mcp.json'), urlHosts: ['mcp.example.com', '::1'] });
+    writeFileSync(path.join(dir, 'bad.json'), '{"servers": {}}');
+    writeFileSync(path.join(dir, 'broken.json'), '{');
+    expect(await problemsOf({ task: 't', mcpConfig: 'bad.json' }, context(dir))).toEqual([expect.stringContaining('has no "mcpServers" object')]);
+    expect(await problemsOf({ task: 't', mcpConfig: 'broken.json' }, context(dir))).toEqual([expect.stringContaining('is not JSON')]);
+  });
+
+  it('takes --max-budget-usd as dollars above 0, --verify as a non-empty command, --quiet from the environment', async () => {
+    const dir = project();
+    const config = await loadConfig({ task: 't', maxBudgetUsd: '2.50', verify: 'npm test' }, context(dir, { AGENT_WORKER_QUIET: '1' }));
+    expect(config).toMatchObject({ maxBudgetUsd: 2.5, verify: 'npm test', quiet: true });
+    expect(await problemsOf({ task: 't', maxBudgetUsd: '0', verify: '  ' }, context(dir))).toEqual([
+      '--verify: give a command to run, e.g. --verify "npm test" (no NUL bytes).',
+      '--max-budget-usd: "0" is not an amount of US dollars above 0 (e.g. 2.50).',
+    ]);
+    expect(await problemsOf({ task: 't', maxBudgetUsd: '$5' }, context(dir))).toEqual([expect.stringContaining('--max-budget-usd: "$5"')]);
+  });
+
+  it('does not require a task when the command runs none (doctor)', async () => {
+    const dir = project();
+    expect((await loadConfig({}, { ...context(dir), requireTask: false })).task).toBe('');
   });
 });

@@ -34,6 +34,7 @@ function config(project: string, overrides: Partial<RunConfig> = {}): RunConfig 
     memoryBytes: 8 * 1024 ** 3,
     pidsLimit: 4096,
     buildTimeoutSeconds: 1800,
+    quiet: false,
     ...overrides,
   };
 }

@@ -35,8 +35,9 @@ function makeReport(overrides: Partial<RunReport> = {}): RunReport {
         { path: 'logo.png', status: 'modified', added: 0, removed: 0, binary: true },
       ],
     },
-    image: { tag: 'agent-worker:aaaabbbbccccdddd', built: false, buildMs: 12 },
+    image: { tag: 'agent-worker:aaaabbbbccccdddd', built: false, buildMs: 12, dockerfile: null },
     warnings: [],
+    verify: null,
     logDir: '/home/me/.agent-worker/runs/run-20261122-abc123',
     ...overrides,
   };
