@@ -39,11 +39,19 @@ Examples:
 Every option can also be set by its environment variable (shown in brackets) or in <project>/.env;
 a flag beats the environment, which beats .env.`;
 
+/** Settings `doctor` leaves out of its options: they describe a task, and doctor runs none. */
+const DOCTOR_IGNORES = new Set(['task', 'taskFile', 'branch', 'verify']);
+
+const DOCTOR_HELP = `
+Each check prints ✓ (ok), ✗ (a run would not start; the fix follows) or – (not checked, or not needed).
+Exit code: 0 when a run would start, else the code that run would fail with (see agent-worker --help).
+Example: agent-worker doctor --remote-docker ssh://me@build-box --json`;
+
 /**
  * The run's command-line program: every setting of {@link SETTINGS} as an option, grouped, with its
  * environment variable and default in the help.
  */
-async function buildProgram(name: string, description: string): Promise<Command> {
+async function buildProgram(name: string, description: string, options: { doctor?: boolean } = {}): Promise<Command> {
   const [{ Command: CommandClass, Option }, { SETTINGS }] = await Promise.all([import('commander'), import('./config.js')]);
   const program = new CommandClass(name)
     .description(description)
@@ -52,12 +60,14 @@ async function buildProgram(name: string, description: string): Promise<Command>
     .showHelpAfterError('(run agent-worker --help for usage)')
     .configureOutput({ writeOut: (text) => process.stdout.write(text), writeErr: (text) => process.stderr.write(text) });
   for (const [key, setting] of Object.entries(SETTINGS)) {
+    // doctor takes the run's options but not the task's own: it runs none.
+    if (options.doctor && DOCTOR_IGNORES.has(key)) continue;
     const defaultText = setting.default ? `; default: ${setting.default}` : '';
     const option = new Option(setting.flag, `${setting.help} [${setting.env}${defaultText}]`).helpGroup(`${setting.group} options:`);
     if (key === 'allowHost') option.argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value]);
     program.addOption(option);
   }
-  program.addHelpText('after', `${COMMANDS_HELP}\n${EXIT_CODES_HELP}\n${EXAMPLES_HELP}`);
+  program.addHelpText('after', options.doctor ? DOCTOR_HELP : `${COMMANDS_HELP}\n${EXIT_CODES_HELP}\n${EXAMPLES_HELP}`);
   program.exitOverride();
   return program;
 }
@@ -161,7 +171,7 @@ async function gc(argv: string[]): Promise<number> {
 
 /** `agent-worker doctor [run options] [--json]`: checks that a run would start; exit 0 only then. */
 async function doctor(argv: string[]): Promise<number> {
-  const program = await buildProgram('agent-worker doctor', 'Check that a run would start: configuration, repository, credentials, --ca-cert, Docker daemon, image, and the model API through the firewall.');
+  const program = await buildProgram('agent-worker doctor', 'Check that a run would start: configuration, repository, credentials, --ca-cert, Docker daemon, image, and the model API through the firewall.', { doctor: true });
   const flags = parseFlags(program, argv);
   if (typeof flags === 'number') return flags;
   const { default: createDebug } = await import('debug');

@@ -49,7 +49,7 @@ export async function runDoctor(load: () => Promise<RunConfig>, context: { env: 
   const checks: DoctorCheck[] = [];
   const failCodes: number[] = [];
   const fail = (check: Omit<DoctorCheck, 'status'>, exitCode: number): void => {
-    checks.push({ ...check, status: 'fail' });
+    checks.push({ id: check.id, status: 'fail', detail: check.detail, ...(check.fix ? { fix: check.fix } : {}) });
     failCodes.push(exitCode);
   };
   const result = (): DoctorReport => ({ ok: failCodes.length === 0, exitCode: failCodes[0] ?? ExitCode.success, checks });

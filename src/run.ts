@@ -187,7 +187,7 @@ export async function preflight(config: RunConfig, context: RunContext): Promise
     workspace = 'copy';
     context.notice(`The working tree is in use by run ${busy.runId}; this run copies the workspace, based on ${busy.baseCommit.slice(0, 12)}.`);
   }
-  context.progress.succeed(`Docker ${info.version} (${info.platform}) at ${info.endpoint} · workspace: ${workspace}`);
+  context.progress.succeed(`Connected to Docker · workspace: ${workspace}`);
   return { repo, branch, plugin, docker, workspace, busy };
 }
 

@@ -87,7 +87,7 @@ export async function createProgress(options: { mode: ProgressMode; stream: Node
   };
   return {
     phase(text) {
-      spinner?.succeed();
+      spinner?.succeed(phase);
       end();
       phase = text;
       spinner = ora({ text, stream: options.stream, discardStdin: false, color: options.color === false ? false : 'cyan' }).start();
