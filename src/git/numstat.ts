@@ -1,8 +1,8 @@
 /**
  * Parsing of git's machine-readable change listings into {@link FileChange} records.
  *
- * Format source: git-diff(1), options `--numstat`, `--name-status` and `-z`. With `-z` paths are written verbatim
- * (no quoting), so spaces, tabs, newlines and non-ASCII bytes round-trip.
+ * Format source: git-diff(1), options `--raw`, `--numstat`, `--name-status` and `-z`. With `-z` paths are written
+ * verbatim (no quoting), so spaces, tabs, newlines and non-ASCII bytes round-trip.
  */
 import type { ChangeSummary, FileChange, FileChangeStatus } from '../report/types.js';
 
@@ -14,7 +14,7 @@ interface NumstatRecord {
   oldPath?: string;
 }
 
-/** One record of `git diff --name-status -z`. `letter` is the status letter without its score (`R100` → `R`). */
+/** One record of `git diff --name-status -z` (or of `--raw -z`). `letter` is the status letter without its score (`R100` → `R`). */
 interface NameStatusRecord {
   letter: string;
   path: string;
@@ -42,10 +42,46 @@ interface NameStatusRecord {
  * @throws Error when either input does not follow the format above (a record cut short or non-numeric counts).
  */
 export function parseNumstatZ(numstatZ: string, nameStatusZ: string): FileChange[] {
-  const statusByPath = new Map<string, NameStatusRecord>();
-  for (const record of parseNameStatusZ(nameStatusZ)) statusByPath.set(record.path, record);
+  return joinChanges(parseNumstatRecords(splitZ(numstatZ), 0), parseNameStatusZ(nameStatusZ));
+}
 
-  return parseNumstatRecords(numstatZ).map((n): FileChange => {
+/**
+ * Parses the output of ONE `git diff --raw --numstat -z -M <base> <head>` (one git process instead of a numstat
+ * and a name-status run) into one {@link FileChange} per changed file, in git's order, exactly as
+ * {@link parseNumstatZ} does for the two listings.
+ *
+ * git writes every `--raw` record first, then every `--numstat` record, for the same files in the same order:
+ * - raw `-z` records: `:<old mode> <new mode> <old sha> <new sha> <X>[score]\0path\0`; for renames and copies
+ *   `…Rnnn\0oldpath\0newpath\0`. A raw header always starts with `:`, a numstat record never does (it starts with
+ *   a digit or `-`), so the two sections are told apart at record boundaries.
+ * - numstat `-z` records as described at {@link parseNumstatZ}.
+ *
+ * @param rawNumstatZ - stdout of `git diff --raw --numstat -z -M …`, decoded as UTF-8; empty when nothing changed.
+ * @returns the changed files, in the order of the numstat listing.
+ * @throws Error when the input does not follow the format above (a record cut short, a bad header or counts).
+ */
+export function parseRawNumstatZ(rawNumstatZ: string): FileChange[] {
+  const fields = splitZ(rawNumstatZ);
+  const statuses: NameStatusRecord[] = [];
+  let i = 0;
+  while (i < fields.length && fields[i]!.startsWith(':')) {
+    const header = fields[i++]!;
+    const match = RAW_HEADER.exec(header);
+    if (!match) throw new Error(`git diff --raw: malformed record ${JSON.stringify(header.slice(0, 200))}`);
+    i = readStatusPaths(fields, i, match[1]!, header, statuses);
+  }
+  return joinChanges(parseNumstatRecords(fields, i), statuses);
+}
+
+/** A `--raw` record's header: modes, object names (maybe abbreviated), status letter and optional score. */
+const RAW_HEADER = /^:[0-7]+ [0-7]+ [0-9a-f]+\.{0,3} [0-9a-f]+\.{0,3} ([A-Z])\d*$/;
+
+/** Joins numstat records with name-status records on the destination path (see {@link parseNumstatZ}). */
+function joinChanges(numstat: NumstatRecord[], nameStatus: NameStatusRecord[]): FileChange[] {
+  const statusByPath = new Map<string, NameStatusRecord>();
+  for (const record of nameStatus) statusByPath.set(record.path, record);
+
+  return numstat.map((n): FileChange => {
     const ns = statusByPath.get(n.path);
     const letter = ns?.letter ?? (n.oldPath !== undefined ? 'R' : 'M');
     const status = statusFromLetter(letter);
@@ -99,11 +135,10 @@ function splitZ(text: string): string[] {
   return fields;
 }
 
-/** Parses `git diff --numstat -z` output. @throws Error on a malformed record. */
-function parseNumstatRecords(numstatZ: string): NumstatRecord[] {
-  const fields = splitZ(numstatZ);
+/** Parses `git diff --numstat -z` records from `fields[start]` to the end. @throws Error on a malformed record. */
+function parseNumstatRecords(fields: string[], start: number): NumstatRecord[] {
   const records: NumstatRecord[] = [];
-  let i = 0;
+  let i = start;
   while (i < fields.length) {
     const head = fields[i++] ?? '';
     const tab1 = head.indexOf('\t');
@@ -138,17 +173,26 @@ function parseNameStatusZ(nameStatusZ: string): NameStatusRecord[] {
     if (!/^[A-Z]$/.test(letter)) {
       throw new Error(`git name-status: malformed status ${JSON.stringify(status.slice(0, 200))}`);
     }
-    const first = fields[i++];
-    if (first === undefined) throw new Error(`git name-status: status ${status} without a path`);
-    if (letter === 'R' || letter === 'C') {
-      const second = fields[i++];
-      if (second === undefined) throw new Error(`git name-status: status ${status} without its second path`);
-      records.push({ letter, path: second, oldPath: first });
-    } else {
-      records.push({ letter, path: first });
-    }
+    i = readStatusPaths(fields, i, letter, status, records, 'git name-status');
   }
   return records;
+}
+
+/**
+ * Reads the path (or, for R and C, the old and new paths) following a status at `fields[i]` into `records`.
+ * @returns the index after the record. @throws Error naming `source` when a path is missing.
+ */
+function readStatusPaths(fields: string[], i: number, letter: string, status: string, records: NameStatusRecord[], source = 'git diff --raw'): number {
+  const first = fields[i++];
+  if (first === undefined) throw new Error(`${source}: status ${status} without a path`);
+  if (letter === 'R' || letter === 'C') {
+    const second = fields[i++];
+    if (second === undefined) throw new Error(`${source}: status ${status} without its second path`);
+    records.push({ letter, path: second, oldPath: first });
+  } else {
+    records.push({ letter, path: first });
+  }
+  return i;
 }
 
 /** `-` (binary) → null; a decimal count → its value. @throws Error otherwise. */

@@ -6,7 +6,7 @@
 import { simpleGit, type SimpleGit } from 'simple-git';
 import createDebug from 'debug';
 import { ExitCode, PreflightError, AgentWorkerError, errorMessage } from '../errors.js';
-import { parseNumstatZ, summarizeChanges } from './numstat.js';
+import { parseRawNumstatZ, summarizeChanges } from './numstat.js';
 import type { ChangeSummary } from '../report/types.js';
 
 const log = createDebug('agent-worker:git');
@@ -195,16 +195,12 @@ async function missingIdentityEnv(repo: Repo): Promise<Record<string, string> | 
 }
 
 /**
- * The changes between two commits, from `git diff --numstat -z -M` and `--name-status -z -M`
- * (so the agent's own commits, renames and binary files all count).
+ * The changes between two commits, from one `git diff --raw --numstat -z -M` (so the agent's own commits,
+ * renames and binary files all count): the status letters and the line counts come from the same git process.
  */
 export async function diffChanges(repo: Repo, base: string, head: string): Promise<ChangeSummary> {
-  const range = [base, head, '--'];
-  const [numstat, nameStatus] = await Promise.all([
-    repo.git.raw(['diff', '--numstat', '-z', '-M', '--no-ext-diff', '--no-textconv', ...range]),
-    repo.git.raw(['diff', '--name-status', '-z', '-M', '--no-ext-diff', ...range]),
-  ]);
-  return summarizeChanges(parseNumstatZ(numstat, nameStatus));
+  const output = await repo.git.raw(['diff', '--raw', '--numstat', '-z', '-M', '--no-ext-diff', '--no-textconv', base, head, '--']);
+  return summarizeChanges(parseRawNumstatZ(output));
 }
 
 /** True when the work tree has no staged, unstaged or untracked changes. */

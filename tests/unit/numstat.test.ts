@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, unlinkSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseNumstatZ, summarizeChanges } from '../../src/git/numstat.js';
+import { parseNumstatZ, parseRawNumstatZ, summarizeChanges } from '../../src/git/numstat.js';
 import type { FileChange } from '../../src/report/types.js';
 
 describe('parseNumstatZ: strings', () => {
@@ -74,6 +74,62 @@ describe('parseNumstatZ: strings', () => {
   });
 });
 
+describe('parseRawNumstatZ: strings (one `git diff --raw --numstat -z -M`)', () => {
+  const raw = (modes: string, letter: string, ...paths: string[]): string =>
+    `:${modes} 1111111111111111111111111111111111111111 2222222222222222222222222222222222222222 ${letter}\0${paths.join('\0')}\0`;
+
+  it('returns no changes for empty output', () => {
+    expect(parseRawNumstatZ('')).toEqual([]);
+  });
+
+  it('gives what the two listings give: added, modified, deleted, renamed, binary; odd paths', () => {
+    const odd = 'a\tb\nc ü 日本.txt';
+    const output =
+      raw('000000 100644', 'A', 'new.txt') +
+      raw('100644 100644', 'M', odd) +
+      raw('100644 000000', 'D', 'old.txt') +
+      raw('100644 100644', 'R087', 'from\tx.txt', `to dir/${odd}`) +
+      raw('100644 100644', 'M', 'img.png') +
+      raw('100644 120000', 'T', ':colon first') +
+      [`3\t0\tnew.txt`, `1\t1\t${odd}`, '0\t7\told.txt', '2\t1\t', 'from\tx.txt', `to dir/${odd}`, '-\t-\timg.png', '1\t1\t:colon first', ''].join('\0');
+    const expected: FileChange[] = [
+      { path: 'new.txt', status: 'added', added: 3, removed: 0, binary: false },
+      { path: odd, status: 'modified', added: 1, removed: 1, binary: false },
+      { path: 'old.txt', status: 'deleted', added: 0, removed: 7, binary: false },
+      { path: `to dir/${odd}`, oldPath: 'from\tx.txt', status: 'renamed', added: 2, removed: 1, binary: false },
+      { path: 'img.png', status: 'modified', added: 0, removed: 0, binary: true },
+      { path: ':colon first', status: 'modified', added: 1, removed: 1, binary: false },
+    ];
+    expect(parseRawNumstatZ(output)).toEqual(expected);
+    const nameStatus = ['A', 'new.txt', 'M', odd, 'D', 'old.txt', 'R087', 'from\tx.txt', `to dir/${odd}`, 'M', 'img.png', 'T', ':colon first', ''].join('\0');
+    expect(parseRawNumstatZ(output)).toEqual(parseNumstatZ(output.slice(output.indexOf('3\t0\t')), nameStatus));
+  });
+
+  it('accepts abbreviated object names', () => {
+    expect(parseRawNumstatZ(':100644 100644 abc1234... def5678... M\0a\0' + '1\t0\ta\0')).toEqual<FileChange[]>([
+      { path: 'a', status: 'modified', added: 1, removed: 0, binary: false },
+    ]);
+  });
+
+  it('throws on malformed input', () => {
+    expect(() => parseRawNumstatZ(':100644 100644 abc def\0a\0')).toThrow(/--raw/);
+    expect(() => parseRawNumstatZ(':100644 100644 abc def M\0')).toThrow(/--raw.*without a path/);
+    expect(() => parseRawNumstatZ(':100644 100644 abc def R100\0old\0')).toThrow(/--raw.*second path/);
+    expect(() => parseRawNumstatZ(raw('100644 100644', 'M', 'a') + 'x\t1\ta\0')).toThrow(/line count/);
+    expect(() => parseRawNumstatZ(raw('100644 100644', 'M', 'a') + 'garbage\0')).toThrow(/numstat/);
+  });
+
+  it('parses a large listing in linear time', () => {
+    const n = 50_000;
+    const rawPart = Array.from({ length: n }, (_, i) => raw('100644 100644', 'M', `dir/file-${i}.txt`)).join('');
+    const numstat = Array.from({ length: n }, (_, i) => `1\t2\tdir/file-${i}.txt\0`).join('');
+    const started = Date.now();
+    const files = parseRawNumstatZ(rawPart + numstat);
+    expect(Date.now() - started).toBeLessThan(2_000);
+    expect(summarizeChanges(files)).toMatchObject({ filesChanged: n, linesAdded: n, linesRemoved: 2 * n });
+  });
+});
+
 describe('summarizeChanges', () => {
   it('totals files and lines, binary files counting as a file with 0 lines', () => {
     const files: FileChange[] = [
@@ -114,11 +170,14 @@ describe('parseNumstatZ: real git', () => {
     return git('rev-parse', 'HEAD').trim();
   }
 
+  /** The changes from the two listings; asserts the one-process `--raw --numstat` listing gives the same. */
   function changesBetween(base: string, head: string): FileChange[] {
-    return parseNumstatZ(
+    const changes = parseNumstatZ(
       git('diff', '--numstat', '-z', '-M', base, head),
       git('diff', '--name-status', '-z', '-M', base, head),
     );
+    expect(parseRawNumstatZ(git('diff', '--raw', '--numstat', '-z', '-M', base, head))).toEqual(changes);
+    return changes;
   }
 
   const lines = (n: number, prefix = 'line'): string => Array.from({ length: n }, (_, i) => `${prefix} ${i + 1}\n`).join('');

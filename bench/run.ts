@@ -1,0 +1,472 @@
+/**
+ * Benchmark (not a test): `npm run bench`. Measures each figure of issue #6 as a ratio against a baseline
+ * measured in the same invocation (several repetitions, the median reported), prints a table on stdout and
+ * writes bench/results.json with the raw samples. Progress goes to stderr.
+ *
+ * | figure               | ours                                                   | baseline                                      | target  |
+ * | warm-run overhead    | tool wall time − the agent's own `duration_ms`          | `docker run --rm --entrypoint true IMAGE` + `git branch` | ≤ 1.5   |
+ * | warm vs cold         | warm run, image cached                                  | the same run with `--force-rebuild`            | ≤ 0.05  |
+ * | start-up             | `agent-worker --version`                                | `node -e 0`                                    | ≤ 2.0   |
+ * | memory under output  | peak RSS with 200 MB of agent output (200 × 1 MB lines) | peak RSS with 1 MB (one 1 MB line)             | ≤ 1.2   |
+ * | cache check          | 2nd+ `ensureImage` of a 50 MB project image context     | (absolute)                                     | ≤ 50 ms |
+ * | report on a big diff | `diffChanges` of 10,000 changed files                   | `git diff --numstat -z` alone                  | ≤ 1.3   |
+ *
+ * The model API is the scripted fixture of the e2e tests (tests/fixtures/fake-anthropic.ts), so the figures
+ * measure the tool, not a model. The CLI under test is the built `dist/src/cli.js` (`npm run bench` builds it).
+ *
+ * Environment: BENCH_REPS (warm runs and diff/cache repetitions, default 5), BENCH_ONLY (comma-separated
+ * figure ids to run: warm,cold,startup,memory,cache,diff; default all), AGENT_WORKER_TEST_CA_CERT (CA bundle
+ * for the image, default /etc/ssl/certs/ca-certificates.crt, as the tests use).
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, statSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import os from 'node:os';
+import path from 'node:path';
+import { startFakeAnthropic, type ScriptedTurn } from '../tests/fixtures/fake-anthropic.js';
+import { bridgeGateway, CLI, runCli, TEST_CA_CERT, type CliResult } from '../tests/helpers/docker.js';
+import { git, makeRepo, removeDir, tempDir, writeFiles } from '../tests/helpers/git.js';
+import { connectDocker } from '../src/docker/client.js';
+import { ensureImage, type ImageSpec } from '../src/docker/image.js';
+import { diffChanges, openRepo } from '../src/git/repo.js';
+import type { RunReport } from '../src/report/types.js';
+
+const REPS = Number(process.env.BENCH_REPS ?? 5);
+const STARTUP_REPS = 20;
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'warm,cold,startup,memory,cache,diff').split(',').map((id) => id.trim()));
+const API_KEY = 'sk-ant-bench-0123456789abcdef';
+const RESULTS_FILE = path.join(import.meta.dirname, 'results.json');
+
+/** One row of the table, and its raw data in results.json. */
+interface Figure {
+  id: string;
+  figure: string;
+  /** Median of ours, in `unit`. */
+  ours: number;
+  /** Median of the baseline, in `unit`; undefined for an absolute target. */
+  baseline?: number;
+  unit: 'ms' | 'MiB';
+  /** ours ÷ baseline (or ours itself for an absolute target). */
+  ratio: number;
+  /** Pass when ratio ≤ target. */
+  target: number;
+  targetText: string;
+  samples: { ours: number[]; baseline?: number[] };
+  note?: string;
+}
+
+const figures: Figure[] = [];
+const scratch: string[] = [];
+
+function progress(text: string): void {
+  process.stderr.write(`[bench] ${text}\n`);
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+function round(value: number, digits = 1): number {
+  const scale = 10 ** digits;
+  return Math.round(value * scale) / scale;
+}
+
+function timeSync(body: () => void): number {
+  const started = performance.now();
+  body();
+  return performance.now() - started;
+}
+
+function addFigure(figure: Omit<Figure, 'ratio'> & { ratio?: number }): void {
+  const ratio = figure.ratio ?? (figure.baseline === undefined ? figure.ours : figure.ours / figure.baseline);
+  figures.push({ ...figure, ratio });
+  progress(`${figure.figure}: ours ${round(figure.ours)} ${figure.unit}${figure.baseline === undefined ? '' : `, baseline ${round(figure.baseline)} ${figure.unit}`} → ${round(ratio, 3)} (target ${figure.targetText})`);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Agent runs through the built CLI and the scripted fixture (what tests/helpers/agent-run.ts does; that module
+// imports vitest's `expect`, which cannot load outside the test runner).
+
+interface AgentRun {
+  result: CliResult;
+  report: RunReport;
+  /** Wall time of the CLI process, spawn to exit, ms. */
+  wallMs: number;
+}
+
+async function runAgent(repo: string, script: ScriptedTurn[], extra: string[]): Promise<AgentRun> {
+  const fixture = await startFakeAnthropic({ host: await bridgeGateway(), script });
+  try {
+    const stateDir = tempDir('aw-bench-state-');
+    scratch.push(stateDir);
+    const started = performance.now();
+    const result = await runCli(['--project', repo, '--base-url', `http://host.docker.internal:${fixture.port}`, '--ca-cert', TEST_CA_CERT, '--json', ...extra], {
+      cwd: repo,
+      env: { XDG_STATE_HOME: stateDir, ANTHROPIC_API_KEY: API_KEY },
+      timeoutMs: 900_000,
+    });
+    const wallMs = performance.now() - started;
+    if (result.code !== 0 || !result.stdout.trim().startsWith('{')) {
+      throw new Error(`agent-worker exited ${result.code} (${result.signal ?? 'no signal'}):\n${result.stderr.slice(-3000)}\n${failureDetail(result.stdout)}`);
+    }
+    return { result, report: JSON.parse(result.stdout) as RunReport, wallMs };
+  } finally {
+    await fixture.close();
+  }
+}
+
+/** What a failed run's report and logs say (status, the agent's stderr tail, the stream's last line), for the error. */
+function failureDetail(stdout: string): string {
+  try {
+    const report = JSON.parse(stdout) as RunReport;
+    const tail = (file: string, bytes: number): string => {
+      const fd = openSync(path.join(report.logDir, file), 'r');
+      try {
+        const size = fstatSync(fd).size;
+        const buffer = Buffer.alloc(Math.min(bytes, size));
+        readSync(fd, buffer, 0, buffer.length, size - buffer.length);
+        return `(${size} bytes) …${buffer.toString('utf8')}`;
+      } finally {
+        closeSync(fd);
+      }
+    };
+    return `status ${report.status}, exit code ${report.agent.exitCode}\nagent.stderr.log: ${tail('agent.stderr.log', 2000)}\nagent.stream.jsonl (end): ${tail('agent.stream.jsonl', 1000)}`;
+  } catch (error) {
+    return `(no report: ${String(error)})`;
+  }
+}
+
+/** `duration_ms` of Claude Code's stream-json `result` message in the run's agent.stream.jsonl. */
+function agentDurationMs(logDir: string): number {
+  const lines = readFileSync(path.join(logDir, 'agent.stream.jsonl'), 'utf8').split('\n');
+  for (let i = lines.length - 1; i >= 0; i -= 1) {
+    if (!lines[i]!.includes('"type":"result"')) continue;
+    const message = JSON.parse(lines[i]!) as { type?: string; duration_ms?: number };
+    if (message.type === 'result' && typeof message.duration_ms === 'number') return message.duration_ms;
+  }
+  throw new Error(`no result line with duration_ms in ${logDir}/agent.stream.jsonl`);
+}
+
+/** Peak RSS the tool wrote as the last line of agent-worker.log (`peak RSS <N> MiB`). */
+function peakRssMiB(logDir: string): number {
+  const lines = readFileSync(path.join(logDir, 'agent-worker.log'), 'utf8').trim().split('\n');
+  const match = /peak RSS (\d+) MiB$/.exec(lines[lines.length - 1] ?? '');
+  if (!match) throw new Error(`agent-worker.log does not end in "peak RSS N MiB": ${lines[lines.length - 1]}`);
+  return Number(match[1]);
+}
+
+/** Longest line of a file, bytes (without reading it as one string). */
+function longestLine(file: string): number {
+  const bytes = readFileSync(file);
+  let longest = 0;
+  for (let start = 0; start < bytes.length; ) {
+    const newline = bytes.indexOf(0x0a, start);
+    const end = newline === -1 ? bytes.length : newline;
+    longest = Math.max(longest, end - start);
+    start = end + 1;
+  }
+  return longest;
+}
+
+/** The e2e suite's 4-turn task: write, read, edit, bash; then the fixture's final answer. */
+function fourTurnScript(): ScriptedTurn[] {
+  return [
+    {
+      content: [
+        { type: 'text', text: 'Creating the new module.' },
+        { type: 'tool_use', name: 'Write', input: { file_path: '/workspace/src/new.ts', content: 'export const answer = 42;\n' } },
+      ],
+      usage: { input: 1200, output: 80, cacheRead: 300, cacheWrite: 150 },
+    },
+    { content: [{ type: 'tool_use', name: 'Read', input: { file_path: '/workspace/src/keep.txt' } }], usage: { input: 1400, output: 40 } },
+    {
+      content: [{ type: 'tool_use', name: 'Edit', input: { file_path: '/workspace/src/keep.txt', old_string: 'line2\n', new_string: 'line two\n' } }],
+      usage: { input: 1600, output: 60 },
+    },
+    { content: [{ type: 'tool_use', name: 'Bash', input: { command: 'rm old.txt', description: 'Delete old.txt' } }], usage: { input: 1800, output: 30 } },
+  ];
+}
+
+function fourTurnRepo(): string {
+  const repo = makeRepo({ 'README.md': '# bench\n', 'src/keep.txt': 'line1\nline2\nline3\n', 'old.txt': 'to be deleted\n' });
+  scratch.push(repo);
+  return repo;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+/** warm-run overhead and (with `cold`) warm vs cold. */
+async function benchWarmAndCold(): Promise<void> {
+  const overhead: number[] = [];
+  const warmWall: number[] = [];
+  const agentMs: number[] = [];
+  const baseline: number[] = [];
+  let tag = '';
+  if (ONLY.has('warm') || ONLY.has('cold')) {
+    // One unmeasured run first: makes sure the image exists and warms the page cache and the daemon.
+    progress('warm-up run (builds the image if it is missing)');
+    tag = (await runAgent(fourTurnRepo(), fourTurnScript(), ['--branch', 'bench-warmup', '--task', 'warm up'])).report.image.tag;
+  }
+  if (ONLY.has('warm')) {
+    for (let rep = 0; rep < REPS; rep += 1) {
+      const repo = fourTurnRepo();
+      const run = await runAgent(repo, fourTurnScript(), ['--branch', `bench-warm-${rep}`, '--task', 'Add the answer module, reword line2, delete old.txt']);
+      if (run.report.image.built) throw new Error('the warm run built the image');
+      const agent = agentDurationMs(run.report.logDir);
+      warmWall.push(run.wallMs);
+      agentMs.push(agent);
+      overhead.push(run.wallMs - agent);
+      // Baseline, same repo and image: `docker run --rm IMAGE true` + creating a git branch.
+      const base = timeSync(() => {
+        // `--entrypoint true`: the image's entrypoint refuses to start without the run's environment (AW_UID, …).
+        execFileSync('docker', ['run', '--rm', '--entrypoint', 'true', run.report.image.tag], { stdio: 'ignore' });
+        execFileSync('git', ['branch', `bench-baseline-${rep}`], { cwd: repo, stdio: 'ignore' });
+      });
+      baseline.push(base);
+      progress(`warm run ${rep + 1}/${REPS}: tool ${Math.round(run.wallMs)} ms, agent ${agent} ms, overhead ${Math.round(run.wallMs - agent)} ms; baseline ${Math.round(base)} ms`);
+    }
+    addFigure({
+      id: 'warm',
+      figure: 'warm-run overhead',
+      ours: median(overhead),
+      baseline: median(baseline),
+      unit: 'ms',
+      target: 1.5,
+      targetText: '≤ 1.5',
+      samples: { ours: overhead, baseline },
+      note: `tool wall time − Claude Code's duration_ms; tool wall median ${Math.round(median(warmWall))} ms, agent median ${Math.round(median(agentMs))} ms`,
+    });
+  }
+  if (ONLY.has('cold')) {
+    progress('cold run: --force-rebuild (no layer cache), 1 repetition');
+    const run = await runAgent(fourTurnRepo(), fourTurnScript(), ['--branch', 'bench-cold', '--task', 'cold', '--force-rebuild']);
+    if (!run.report.image.built) throw new Error('the cold run did not build the image');
+    if (run.report.image.tag !== tag) progress(`warning: the cold run's image ${run.report.image.tag} is not the warm runs' ${tag}`);
+    let warm = warmWall;
+    if (warm.length === 0) {
+      const again = await runAgent(fourTurnRepo(), fourTurnScript(), ['--branch', 'bench-warm-after-cold', '--task', 'warm']);
+      warm = [again.wallMs];
+    }
+    progress(`cold run: ${Math.round(run.wallMs)} ms (image build ${run.report.image.buildMs} ms)`);
+    addFigure({
+      id: 'cold',
+      figure: 'warm vs cold',
+      ours: median(warm),
+      baseline: run.wallMs,
+      unit: 'ms',
+      target: 0.05,
+      targetText: '≤ 0.05',
+      samples: { ours: warm, baseline: [run.wallMs] },
+      note: 'cold: 1 repetition (an image build from scratch, no layer cache)',
+    });
+  }
+}
+
+/** start-up: `node dist/src/cli.js --version` vs `node -e 0`, interleaved. */
+function benchStartup(): void {
+  const ours: number[] = [];
+  const baseline: number[] = [];
+  const spawnTimed = (args: string[]): number =>
+    timeSync(() => {
+      const result = spawnSync(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      if (result.status !== 0) throw new Error(`node ${args.join(' ')} exited ${result.status}: ${result.stderr.toString()}`);
+    });
+  spawnTimed([CLI, '--version']);
+  spawnTimed(['-e', '0']);
+  for (let rep = 0; rep < STARTUP_REPS; rep += 1) {
+    ours.push(spawnTimed([CLI, '--version']));
+    baseline.push(spawnTimed(['-e', '0']));
+  }
+  addFigure({ id: 'startup', figure: 'start-up', ours: median(ours), baseline: median(baseline), unit: 'ms', target: 2.0, targetText: '≤ 2.0', samples: { ours, baseline } });
+}
+
+/** memory under output: peak RSS with 200 MB of agent output (200 stream-json lines of 1 MB) vs 1 MB (one line of 1 MB). */
+async function benchMemory(): Promise<void> {
+  const line = 'All work and no play makes Jack a dull boy. 0123456789 ';
+  const block = (index: number, bytes: number): string => `${index}:` + line.repeat(Math.ceil(bytes / line.length)).slice(0, bytes - `${index}:`.length);
+  const run = async (blocks: number): Promise<{ peak: number; streamBytes: number; longest: number; wallMs: number }> => {
+    // One final turn (no tool_use, so Claude Code sends no further request): with a later request Claude Code
+    // auto-compacts once its context passes ~1M tokens (~4 MB), the fixture's turn counting restarts and the run
+    // loops until Claude Code gives up. Claude Code writes each text block as its own stream-json line (1 MB), and
+    // the `result` line repeats the last block.
+    const script: ScriptedTurn[] = [{ content: Array.from({ length: blocks }, (_, index) => ({ type: 'text' as const, text: block(index, 1_000_000) })), usage: { input: 100, output: 50 } }];
+    const repo = makeRepo();
+    scratch.push(repo);
+    const agent = await runAgent(repo, script, ['--branch', `bench-memory-${blocks}`, '--task', 'Say a lot']);
+    const streamFile = path.join(agent.report.logDir, 'agent.stream.jsonl');
+    const result = { peak: peakRssMiB(agent.report.logDir), streamBytes: statSync(streamFile).size, longest: longestLine(streamFile), wallMs: agent.wallMs };
+    progress(`memory: ${blocks} × 1 MB text blocks: peak RSS ${result.peak} MiB, agent.stream.jsonl ${result.streamBytes} B, longest line ${result.longest} B, ${Math.round(agent.wallMs)} ms`);
+    return result;
+  };
+  const small = await run(1);
+  const big = await run(200);
+  addFigure({
+    id: 'memory',
+    figure: 'memory under output',
+    ours: big.peak,
+    baseline: small.peak,
+    unit: 'MiB',
+    target: 1.2,
+    targetText: '≤ 1.2',
+    samples: { ours: [big.peak], baseline: [small.peak] },
+    note: `agent.stream.jsonl ${big.streamBytes} B (longest line ${big.longest} B) vs ${small.streamBytes} B; 1 run each`,
+  });
+}
+
+/** cache check: the second and later `ensureImage` of a project image with a 50 MB `.agent-worker/` context. */
+async function benchCacheCheck(): Promise<void> {
+  const { docker } = await connectDocker({ tls: {}, insecure: false, env: process.env, home: os.homedir() });
+  const project = tempDir('aw-bench-project-');
+  scratch.push(project);
+  const contextDir = path.join(project, '.agent-worker');
+  mkdirSync(contextDir);
+  writeFileSync(path.join(contextDir, 'Dockerfile'), 'FROM debian:bookworm-slim\nCOPY . /ctx\n');
+  for (let i = 0; i < 500; i += 1) {
+    const dir = path.join(contextDir, `d${Math.floor(i / 50)}`);
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(path.join(dir, `f${i}.bin`), randomBytes(100 * 1024));
+  }
+  const spec: ImageSpec = {
+    contextDir,
+    buildArgs: {},
+    caPem: '',
+    toolVersion: 'bench',
+    dockerfile: 'Dockerfile',
+    hashCache: path.join(project, 'hash-cache.json'),
+  };
+  progress('cache check: first ensureImage (builds the 50 MB project image)');
+  const first = await ensureImage(docker, spec, { force: false });
+  progress(`cache check: first call ${first.durationMs} ms, built ${first.built}, ${first.tag}`);
+  const samples: number[] = [];
+  try {
+    for (let rep = 0; rep < Math.max(REPS, 5); rep += 1) {
+      const started = performance.now();
+      const again = await ensureImage(docker, spec, { force: false });
+      samples.push(performance.now() - started);
+      if (again.built || again.tag !== first.tag) throw new Error(`call ${rep + 2} built again or changed the tag (${again.tag})`);
+    }
+  } finally {
+    // The context is random bytes: the image is never reused by another bench run.
+    if (first.built) await docker.getImage(first.tag).remove({ force: true }).catch(() => undefined);
+  }
+  addFigure({
+    id: 'cache',
+    figure: 'cache check (2nd+ call)',
+    ours: median(samples),
+    unit: 'ms',
+    target: 50,
+    targetText: '≤ 50 ms',
+    samples: { ours: samples },
+    note: `50 MB context (500 × 100 KB); first call ${first.durationMs} ms (built: ${first.built})`,
+  });
+}
+
+/** report on a big diff: `diffChanges` vs `git diff --numstat -z` for 10,000 changed files. */
+async function benchDiff(): Promise<void> {
+  const files = 10_000;
+  progress(`diff: making a repository with ${files} files, all changed in a second commit`);
+  const dir = tempDir('aw-bench-diff-');
+  scratch.push(dir);
+  git(dir, 'init', '--quiet', '--initial-branch=main');
+  git(dir, 'config', 'gc.auto', '0');
+  const content = (i: number, version: number): string => Array.from({ length: 10 }, (_, line) => `file ${i} line ${line}${line === 5 ? ` v${version}` : ''}\n`).join('');
+  const tree = (version: number): Record<string, string> => Object.fromEntries(Array.from({ length: files }, (_, i) => [`d${Math.floor(i / 100)}/f${i}.txt`, content(i, version)]));
+  writeFiles(dir, tree(1));
+  git(dir, 'add', '-A');
+  git(dir, 'commit', '--quiet', '-m', 'base');
+  const base = git(dir, 'rev-parse', 'HEAD').trim();
+  writeFiles(dir, tree(2));
+  git(dir, 'add', '-A');
+  git(dir, 'commit', '--quiet', '-m', 'head');
+  const head = git(dir, 'rev-parse', 'HEAD').trim();
+
+  const repo = await openRepo(dir);
+  const check = await diffChanges(repo, base, head);
+  if (check.filesChanged !== files) throw new Error(`diffChanges saw ${check.filesChanged} changed files, expected ${files}`);
+  const runGit = (): number =>
+    timeSync(() => {
+      execFileSync('git', ['diff', '--numstat', '-z', base, head], { cwd: dir, stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 256 * 1024 * 1024 });
+    });
+  runGit();
+  const ours: number[] = [];
+  const baseline: number[] = [];
+  for (let rep = 0; rep < Math.max(REPS, 7); rep += 1) {
+    const started = performance.now();
+    await diffChanges(repo, base, head);
+    ours.push(performance.now() - started);
+    baseline.push(runGit());
+  }
+  addFigure({ id: 'diff', figure: 'report on a big diff', ours: median(ours), baseline: median(baseline), unit: 'ms', target: 1.3, targetText: '≤ 1.3', samples: { ours, baseline }, note: `${files} changed files` });
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+function machine(): Record<string, unknown> {
+  let dockerVersion = 'unknown';
+  try {
+    dockerVersion = execFileSync('docker', ['version', '--format', '{{.Server.Version}}'], { encoding: 'utf8' }).trim();
+  } catch {
+    // keep 'unknown'
+  }
+  return {
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    cpus: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model ?? 'unknown',
+    memoryGiB: round(os.totalmem() / 1024 ** 3, 1),
+    node: process.version,
+    docker: dockerVersion,
+  };
+}
+
+function format(value: number, unit: string): string {
+  return unit === 'ms' ? `${value < 100 ? value.toFixed(1) : Math.round(value)} ms` : `${Math.round(value)} ${unit}`;
+}
+
+function table(): string {
+  const rows = [['figure', 'ours', 'baseline', 'ratio', 'target', 'result']];
+  for (const f of figures) {
+    rows.push([
+      f.figure,
+      format(f.ours, f.unit),
+      f.baseline === undefined ? '—' : format(f.baseline, f.unit),
+      f.baseline === undefined ? '—' : f.ratio.toFixed(f.ratio < 0.1 ? 3 : 2),
+      f.targetText,
+      f.ratio <= f.target ? 'pass' : 'FAIL',
+    ]);
+  }
+  const widths = rows[0]!.map((_, col) => Math.max(...rows.map((row) => row[col]!.length)));
+  const line = (row: string[]): string => `| ${row.map((cell, col) => cell.padEnd(widths[col]!)).join(' | ')} |`;
+  return [line(rows[0]!), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.slice(1).map(line)].join('\n');
+}
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  const info = machine();
+  progress(`machine: ${info.cpus} × ${info.cpuModel}, ${info.memoryGiB} GiB, node ${info.node}, docker ${info.docker}`);
+  try {
+    if (ONLY.has('startup')) benchStartup();
+    if (ONLY.has('diff')) await benchDiff();
+    if (ONLY.has('cache')) await benchCacheCheck();
+    if (ONLY.has('warm') || ONLY.has('cold')) await benchWarmAndCold();
+    if (ONLY.has('memory')) await benchMemory();
+  } finally {
+    for (const dir of scratch) removeDir(dir);
+  }
+  const totalMs = Date.now() - started;
+  const output = table();
+  process.stdout.write(`${output}\n`);
+  for (const f of figures) if (f.note) process.stdout.write(`${f.figure}: ${f.note}\n`);
+  process.stdout.write(`machine: ${info.cpus} cores (${info.cpuModel}), ${info.memoryGiB} GiB, ${info.os}, node ${info.node}, docker ${info.docker}; bench took ${Math.round(totalMs / 1000)} s\n`);
+  writeFileSync(
+    RESULTS_FILE,
+    `${JSON.stringify({ date: new Date().toISOString(), machine: info, repetitions: REPS, durationMs: totalMs, figures: figures.map((f) => ({ ...f, pass: f.ratio <= f.target })), table: output }, null, 2)}\n`,
+  );
+  progress(`wrote ${path.relative(process.cwd(), RESULTS_FILE)}`);
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.exitCode = 1;
+});
