@@ -501,7 +501,7 @@ describe.runIf(hasDocker)('containment (adversarial)', { timeout: 600_000 }, () 
     const runReport = report(result);
     expect(runReport.status).toBe('interrupted');
     const files = readLogFolder(runReport.logDir);
-    expect(Object.keys(files).sort()).toEqual(['agent-worker.log', 'agent.stderr.log', 'agent.stream.jsonl', 'report.json']);
+    expect(Object.keys(files).sort()).toEqual(['agent-worker.log', 'agent.stderr.log', 'agent.stream.jsonl', 'report.json', 'run.json']);
     for (const [file, text] of Object.entries(files)) expect(text, file).not.toContain(TEST_API_KEY);
     expect(result.stdout + result.stderr).not.toContain(TEST_API_KEY);
     expect(git(repo, 'status', '--porcelain', '--untracked-files=all')).toBe('');
