@@ -18,7 +18,7 @@ import path from 'node:path';
 import { connectDocker } from '../src/docker/client.js';
 import { ensureImage } from '../src/docker/image.js';
 import { AgentContainer } from '../src/docker/container.js';
-import { createBundle, fetchBundle, openRepo, readHead } from '../src/git/repo.js';
+import { createBundle, fetchBundle, openRepo } from '../src/git/repo.js';
 import { claudeCodePlugin } from '../agents/claude-code/index.js';
 import { PACKAGE_ROOT, VERSION } from '../src/version.js';
 import { readFileSync, existsSync } from 'node:fs';
@@ -76,7 +76,7 @@ async function main(): Promise<void> {
       const clone = path.join(scratch, `ours-${run}`);
       sh(scratch, 'git', 'clone', '-q', source, clone);
       const repo = await openRepo(clone);
-      const head = await readHead(repo);
+      const head = repo.head;
       let started = performance.now();
       const bundleFile = path.join(scratch, `in-${run}.bundle`);
       await createBundle(repo, bundleFile, head.commit, `refs/agent-worker/bench-${run}`);

@@ -35,7 +35,9 @@
 #   /run/agent-worker/mcp-config.json  optional; installed as $HOME/.mcp-config.json (the agent's, 0600)
 #
 # Output: stdout belongs to the agent; this script writes to stderr only, every line prefixed
-# "agent-worker:", and never writes a secret value.
+# "agent-worker:", and never writes a secret value. Two lines time the agent's process, in seconds since
+# the epoch with microseconds (bash's EPOCHREALTIME): "agent-worker: agent process started at S.U" right
+# before its exec, and, when this script supervises, "agent-worker: agent process ended at S.U".
 #
 # Exit status: the agent's own, or, when the agent never started:
 #   64  (EX_USAGE)  the host broke the contract: AW_UID/AW_GID missing or not numeric, no agent command,
@@ -78,6 +80,7 @@ if ((${#problems[@]} > 0)); then
   printf "agent-worker: privileges not dropped, not starting the agent: %s\n" "${problems[*]}" >&2
   exit 71
 fi
+printf "agent-worker: agent process started at %s\n" "$EPOCHREALTIME" >&2
 exec -- "$@"
 '
 
@@ -308,6 +311,7 @@ as_agent_user /bin/bash -c "$VERIFY_DROPPED" agent-worker "$@" <&3 3<&- &
 exec 3<&-
 supervise $!
 agent_status=$child_status
+log "agent process ended at $EPOCHREALTIME"
 kill_the_rest
 debug "agent ended with status $agent_status (stop requested: $stop_requested)"
 

@@ -3,13 +3,12 @@
  * credentials, the --ca-cert file, the Docker daemon, the image, and whether the model API can be
  * reached from a container through the egress firewall. Nothing here prints; the caller renders.
  */
-import os from 'node:os';
 import createDebug from 'debug';
 import type { RunConfig } from './config.js';
 import { AgentWorkerError, ConfigError, ExitCode, errorMessage } from './errors.js';
 import { getAgentPlugin } from '../agents/index.js';
 import { isClean, openRepo, statusEntries } from './git/repo.js';
-import { connectDocker, type DockerConnection } from './docker/client.js';
+import { connectDocker, connectOptionsFor, type DockerConnection } from './docker/client.js';
 import { imageContentHash, imageTag, IMAGE_REPOSITORY, PROJECT_IMAGE_REPOSITORY } from './docker/image.js';
 import { AgentContainer } from './docker/container.js';
 import { imageSpecs } from './run.js';
@@ -97,15 +96,7 @@ export async function runDoctor(load: () => Promise<RunConfig>, context: { env: 
 
   let docker: DockerConnection | undefined;
   try {
-    docker = await connectDocker({
-      dockerHost: config.dockerHost,
-      tls: config.tls,
-      insecure: config.insecureDocker,
-      sshKey: config.sshKey,
-      env: context.env,
-      home: context.env.HOME || os.homedir(),
-      signal: context.signal,
-    });
+    docker = await connectDocker(connectOptionsFor(config, context.env, context.signal));
     const info = docker.info;
     checks.push({ id: 'docker', status: 'ok', detail: `${info.endpoint} (${info.source}) · ${info.name} · engine ${info.version} · ${info.platform}` });
   } catch (error) {

@@ -30,13 +30,12 @@ import {
   gitIdentity,
   isClean,
   openRepo,
-  readHead,
   statusEntries,
   type Repo,
 } from './git/repo.js';
-import { connectDocker, type DockerConnection } from './docker/client.js';
+import { connectDocker, connectOptionsFor, type DockerConnection } from './docker/client.js';
 import { ensureImage, PROJECT_BASE_ARG, PROJECT_IMAGE_REPOSITORY, type EnsuredImage, type ImageSpec } from './docker/image.js';
-import { AgentContainer, DaemonLostError, FIREWALL_EXIT_CODE, MCP_CONFIG_PATH, type ContainerExit, type WorkspaceSpec } from './docker/container.js';
+import { AgentContainer, agentProcessMark, DaemonLostError, FIREWALL_EXIT_CODE, MCP_CONFIG_PATH, type ContainerExit, type WorkspaceSpec } from './docker/container.js';
 import { LineSplitter } from './stream/lines.js';
 import { defuseGitEntries, snapshotGitEntries } from './git/guard.js';
 import { RunLog, runsRoot } from './report/run-log.js';
@@ -71,6 +70,8 @@ export interface RunContext {
   /** The agent runs as this uid:gid (the invoking user's). */
   uid: number;
   gid: number;
+  /** When the run began, in ms since the epoch (the CLI: its process start); default: when runTask is called. */
+  startedAt?: number;
 }
 
 /** A finished run: its report and the exit code it maps to. */
@@ -135,6 +136,9 @@ export interface Preflight {
  */
 export async function preflight(config: RunConfig, context: RunContext): Promise<Preflight> {
   context.progress.phase('Checking the repository');
+  // The daemon connection is made while git checks the repository; its failure is reported after theirs.
+  const connecting = connectDocker(connectOptionsFor(config, context.env, context.signal));
+  connecting.catch(() => undefined);
   const repo = await openRepo(config.project);
   // A run holding this checkout (mount mode) owns its working tree: this one copies instead, from the
   // commit that run started at, and leaves the tree alone.
@@ -146,9 +150,11 @@ export async function preflight(config: RunConfig, context: RunContext): Promise
       'Use --workspace copy to run alongside it, or wait for it to finish.',
     );
   }
-  if (!busy) await assertClean(repo);
   const branch = config.branch ?? defaultBranchName(new Date());
-  await assertNewBranch(repo, branch);
+  // Both checks run at once; a dirty tree is reported before a bad branch name.
+  const [clean, newBranch] = await Promise.allSettled([busy ? Promise.resolve() : assertClean(repo), assertNewBranch(repo, branch)]);
+  if (clean.status === 'rejected') throw clean.reason;
+  if (newBranch.status === 'rejected') throw newBranch.reason;
   const plugin = getAgentPlugin(config.agentType);
   if (!plugin) throw new PreflightError(`Unknown agent ${config.agentType}.`, ExitCode.usage, 'Use --agent-type claude.');
   if (!config.apiKey && !config.oauthToken) {
@@ -160,15 +166,7 @@ export async function preflight(config: RunConfig, context: RunContext): Promise
   }
   throwIfAborted(context.signal);
   context.progress.phase('Connecting to Docker');
-  const docker = await connectDocker({
-    dockerHost: config.dockerHost,
-    tls: config.tls,
-    insecure: config.insecureDocker,
-    sshKey: config.sshKey,
-    env: context.env,
-    home: context.env.HOME || os.homedir(),
-    signal: context.signal,
-  }).catch((error: unknown) => {
+  const docker = await connecting.catch((error: unknown) => {
     throwIfAborted(context.signal);
     throw error;
   });
@@ -199,7 +197,7 @@ export async function preflight(config: RunConfig, context: RunContext): Promise
  *   setup), and for losing the daemon or the work mid-run (after keeping what could be kept).
  */
 export async function runTask(config: RunConfig, context: RunContext): Promise<RunResult> {
-  const started = Date.now();
+  const started = context.startedAt ?? Date.now();
   const checked = await preflight(config, context);
   const { repo, branch, plugin, docker, busy } = checked;
   let workspace = checked.workspace;
@@ -209,7 +207,7 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
   // Containers whose agent-worker died (kill -9) are removed first.
   const swept = await collectGarbage(docker.docker, { all: false }).catch((error: unknown) => (log('gc: %s', errorMessage(error)), []));
   if (swept.length > 0) context.notice(`Removed ${swept.length} container(s) left by agent-worker runs that died: ${swept.map((c) => c.runId).join(', ')}`);
-  const head = await readHead(repo);
+  const head = repo.head;
   const base = busy?.baseCommit ?? head.commit;
   let lock: RepoLock | undefined;
   if (workspace === 'mount') {
@@ -310,7 +308,7 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
 
     context.progress.phase('Agent running');
     agentStarted = true;
-    const { exit, outcome, stderrTail } = await runAgent(container, plugin, runLog, config, context);
+    const { exit, outcome, stderrTail, agentWallMs } = await runAgent(container, plugin, runLog, config, context);
     if (exit.reason === 'exited' && exit.exitCode === FIREWALL_EXIT_CODE && stderrTail.some((line) => line.includes('firewall'))) {
       agentStarted = false;
       throw new DockerError(
@@ -329,11 +327,14 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
     }
     context.progress.phase('Collecting changes');
     const status = runStatus(exit, outcome, config.verify === undefined ? undefined : verify);
+    // Mount mode needs nothing more from the container: it is removed while the work is committed.
+    const removing = workspace === 'mount' ? container.remove() : undefined;
+    removing?.catch(() => undefined);
     const headCommit = await keepWork(status);
-    await container.remove();
+    await (removing ?? container.remove());
     if (workspace === 'copy') await checkoutIfFree(repo, branch, runLog, context.env, runId, base);
     const report = await buildReport({
-      ...{ repo, runId, branch, base, headCommit, status, exit, outcome, config, started, plugin },
+      ...{ repo, runId, branch, base, headCommit, status, exit, outcome, config, started, plugin, agentWallMs },
       image,
       logDir: runLog.dir,
       warnings,
@@ -537,7 +538,7 @@ export async function runAgent(
   config: Pick<RunConfig, 'timeoutSeconds'>,
   context: Pick<RunContext, 'progress' | 'signal'>,
   afterResultGraceMs = AFTER_RESULT_GRACE_MS,
-): Promise<{ exit: ContainerExit; outcome: AgentOutcome; stderrTail: string[] }> {
+): Promise<{ exit: ContainerExit; outcome: AgentOutcome; stderrTail: string[]; agentWallMs: number | null }> {
   const parser = plugin.createParser();
   const live = { turn: 0, tokens: 0, tool: '', costUsd: undefined as number | undefined };
   const show = (): void => {
@@ -576,11 +577,12 @@ export async function runAgent(
   };
   // Every byte reaches the run log; lines longer than the splitter's cap are written piece by piece as
   // they arrive (and not parsed), so memory stays bounded by the cap whatever the agent prints.
-  const splitter = new LineSplitter(
-    (line, truncated) => {
+  // Lines are bytes until the parser needs their text: the run log writes them as they are.
+  const splitter = LineSplitter.bytes(
+    (line, truncated, pieces) => {
       if (truncated) return;
-      throttle(runLog.agentLine(line));
-      for (const event of parser.push(line)) onEvent(event);
+      throttle(runLog.agentLine(line, pieces));
+      for (const event of parser.push(line.toString('utf8'))) onEvent(event);
     },
     undefined,
     {
@@ -593,7 +595,10 @@ export async function runAgent(
     },
   );
   let pendingFlow: { pause(): void; resume(): void } | undefined;
+  const marks: { started?: number; ended?: number } = {};
   const stderrLines = new LineSplitter((line) => {
+    const mark = agentProcessMark(line);
+    if (mark) marks[mark.mark] = mark.atMs;
     stderrTail.push(line);
     if (stderrTail.length > STDERR_TAIL_LINES) stderrTail.shift();
   }, 64 * 1024);
@@ -615,7 +620,10 @@ export async function runAgent(
   });
   splitter.end();
   stderrLines.end();
-  return { exit, outcome: parser.outcome(), stderrTail };
+  // The agent's process ends with the container unless the entrypoint supervised it (then it says when).
+  const ended = marks.ended ?? exit.finishedAt;
+  const agentWallMs = marks.started !== undefined && ended !== undefined && ended >= marks.started ? Math.round(ended - marks.started) : null;
+  return { exit, outcome: parser.outcome(), stderrTail, agentWallMs };
 }
 
 /** Reads the changes base..head into the report. */
@@ -635,6 +643,7 @@ async function buildReport(input: {
   image: RunReport['image'];
   warnings: string[];
   verify: VerifyResult | null;
+  agentWallMs: number | null;
 }): Promise<RunReport> {
   const { repo, outcome, headCommit } = input;
   const changes = await diffChanges(repo, input.base, headCommit);
@@ -650,6 +659,7 @@ async function buildReport(input: {
       version: outcome.version ?? null,
       model: outcome.model ?? input.config.model ?? null,
       exitCode: input.exit.exitCode,
+      wallMs: input.agentWallMs,
       sessionId: outcome.sessionId ?? null,
       turns: outcome.turns,
       resultText: outcome.resultText ?? null,

@@ -65,6 +65,18 @@ export interface DockerConnectOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * The connect options of a run's configuration (`--remote-docker`, the `--tls-*` files,
+ * `--insecure-docker`, `--ssh-key`), with HOME from `env` (else the OS's).
+ */
+export function connectOptionsFor(
+  config: { dockerHost?: string; tls: DockerConnectOptions['tls']; insecureDocker: boolean; sshKey?: string },
+  env: NodeJS.ProcessEnv,
+  signal?: AbortSignal,
+): DockerConnectOptions {
+  return { dockerHost: config.dockerHost, tls: config.tls, insecure: config.insecureDocker, sshKey: config.sshKey, env, home: env.HOME || os.homedir(), signal };
+}
+
 /** The chosen endpoint and how to reach it. */
 export interface ResolvedEndpoint {
   url: string;

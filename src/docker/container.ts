@@ -1,18 +1,19 @@
 /**
  * The agent's container: created with the workspace bind-mounted, secrets and the task delivered
  * through the archive API (never in the container's config), output attached before start and
- * demultiplexed as it arrives, a host-enforced timeout, and removal that is safe to repeat.
+ * demultiplexed as it arrives (./demux.ts), a host-enforced timeout, and removal that is safe to repeat.
  */
 import { createReadStream } from 'node:fs';
 import os from 'node:os';
 import { stat } from 'node:fs/promises';
-import { PassThrough, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pack as tarPack } from 'tar-stream';
 import type Docker from 'dockerode';
 import createDebug from 'debug';
 import { DockerError, ExitCode, errorMessage } from '../errors.js';
 import { withTimeout } from './client.js';
 import { extractSafely } from './archive.js';
+import { FrameDemuxer } from './demux.js';
 import { LABEL_HOST, LABEL_MANAGED, LABEL_PID, LABEL_PROJECT, LABEL_RUN_ID, LABEL_VERSION } from './labels.js';
 
 const log = createDebug('agent-worker:docker');
@@ -49,6 +50,18 @@ export const HEARTBEAT_INTERVAL_MS = 15_000;
 const HEARTBEAT_TIMEOUT_MS = 10_000;
 /** …and this many failed pings in a row mean the daemon is lost (a dead host sends no reset: streams just stall). */
 const HEARTBEAT_FAILURES = 2;
+
+/**
+ * Reads the entrypoint's timing lines on stderr, `agent-worker: agent process started at S.U` (right
+ * before the agent's exec) and `agent-worker: agent process ended at S.U` (when it supervises), S.U being
+ * seconds since the epoch with microseconds (bash's EPOCHREALTIME).
+ * @returns which mark the line is and its time in ms since the epoch, or undefined for any other line.
+ */
+export function agentProcessMark(line: string): { mark: 'started' | 'ended'; atMs: number } | undefined {
+  const match = /^agent-worker: agent process (started|ended) at (\d+)[.,](\d{1,6})$/.exec(line);
+  if (!match) return undefined;
+  return { mark: match[1] as 'started' | 'ended', atMs: Number(match[2]) * 1000 + Number(match[3]!.padEnd(6, '0')) / 1000 };
+}
 
 /** Thrown when the daemon stops answering while the agent runs. */
 export class DaemonLostError extends DockerError {
@@ -107,6 +120,8 @@ export interface ContainerExit {
   reason: 'exited' | 'timed_out' | 'interrupted' | 'after_result';
   /** True when Docker reports the container was killed for running out of memory. */
   oomKilled: boolean;
+  /** When the container's main process ended, per the daemon (ms since the epoch); undefined when unknown. */
+  finishedAt?: number;
 }
 
 /** Callbacks for the container's output as it arrives. `pause`/`resume` give backpressure to the attach stream. */
@@ -229,11 +244,8 @@ export class AgentContainer {
   async run(options: { sinks: OutputSinks; timeoutMs: number; signal?: AbortSignal; heartbeatMs?: number }): Promise<ContainerExit> {
     const attach = (await this.container.attach({ stream: true, stdout: true, stderr: true, logs: true })) as unknown as Readable;
     const flow: FlowControl = { pause: () => attach.pause(), resume: () => attach.resume() };
-    const stdout = new PassThrough();
-    const stderr = new PassThrough();
-    stdout.on('data', (chunk: Buffer) => options.sinks.stdout(chunk, flow));
-    stderr.on('data', (chunk: Buffer) => options.sinks.stderr(chunk, flow));
-    this.docker.modem.demuxStream(attach, stdout, stderr);
+    const demux = new FrameDemuxer({ stdout: (piece) => options.sinks.stdout(piece, flow), stderr: (piece) => options.sinks.stderr(piece, flow) });
+    attach.on('data', (chunk: Buffer) => demux.push(chunk));
     const ended = new Promise<void>((resolve) => {
       attach.once('end', resolve);
       attach.once('close', resolve);
@@ -296,18 +308,21 @@ export class AgentContainer {
       options.signal?.removeEventListener('abort', onAbort);
     }
     await Promise.race([ended, new Promise((resolve) => setTimeout(resolve, OUTPUT_DRAIN_MS).unref())]);
-    stdout.end();
-    stderr.end();
+    if (demux.partial) log('container %s: the output stream ended inside a frame', this.shortId);
     let oomKilled = false;
+    let finishedAt: number | undefined;
     try {
-      oomKilled = Boolean((await this.container.inspect()).State?.OOMKilled);
+      const state = (await this.container.inspect()).State;
+      oomKilled = Boolean(state?.OOMKilled);
+      const finished = Date.parse(state?.FinishedAt ?? '');
+      if (finished > 0) finishedAt = finished;
     } catch {
       // Already gone: nothing more to learn.
     }
     if (stopping) await withTimeout(stopping, HEARTBEAT_TIMEOUT_MS, 'the stop request').catch(() => undefined);
     const exitCode = reason === 'exited' ? (status.StatusCode ?? null) : null;
     log('container %s ended: %s, exit %s', this.shortId, reason, status.StatusCode);
-    return { exitCode, reason, oomKilled };
+    return { exitCode, reason, oomKilled, finishedAt };
   }
 
   /** Stops the running container for `why` (SIGTERM, then SIGKILL after the grace period); no-op when not running. */

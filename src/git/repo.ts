@@ -22,6 +22,8 @@ export interface Repo {
   /** Absolute path of the work tree's top level. */
   root: string;
   git: SimpleGit;
+  /** HEAD when the repository was opened. */
+  head: HeadState;
 }
 
 /** Where HEAD was before the run, to return to if the run is abandoned before the agent starts. */
@@ -37,7 +39,7 @@ function gitAt(dir: string): SimpleGit {
 }
 
 /**
- * Opens `dir` as a git work tree with at least one commit.
+ * Opens `dir` as a git work tree with at least one commit, and reads its HEAD (two git processes).
  * @returns the repo at the work tree's top level (a subdirectory resolves to its repository).
  * @throws PreflightError (exit {@link ExitCode.notARepo}) when `dir` is missing, not in a work tree, bare, or has no commit.
  */
@@ -48,23 +50,29 @@ export async function openRepo(dir: string): Promise<Repo> {
   } catch (error) {
     throw new PreflightError(`${dir} does not exist or is not a directory.`, ExitCode.notARepo, 'Pass the repository with --project <path>.', { cause: error });
   }
-  let inside: string;
+  let root: string;
   try {
-    inside = (await git.raw(['rev-parse', '--is-inside-work-tree'])).trim();
+    // Inside a repository but not in a work tree (bare, or in .git), git prints "false" and fails on --show-toplevel.
+    const [inside, top] = (await git.raw(['rev-parse', '--is-inside-work-tree', '--show-toplevel'])).split('\n');
+    if (inside !== 'true' || !top) throw new Error(`not in a work tree: ${inside}`);
+    root = top;
   } catch (error) {
+    if (/must be run in a work tree|not in a work tree/.test(errorMessage(error))) {
+      throw new PreflightError(`${dir} is not a git work tree (a bare repository or a .git folder).`, ExitCode.notARepo, 'Point --project at a checkout with a working tree.', { cause: error });
+    }
     throw new PreflightError(`${dir} is not inside a git repository.`, ExitCode.notARepo, 'Run agent-worker in a git work tree, pass one with --project <path>, or create one with `git init && git commit`.', { cause: error });
   }
-  if (inside !== 'true') {
-    throw new PreflightError(`${dir} is not a git work tree (a bare repository or a .git folder).`, ExitCode.notARepo, 'Point --project at a checkout with a working tree.');
-  }
-  const root = (await git.raw(['rev-parse', '--show-toplevel'])).trim();
-  const repo = { root, git: gitAt(root) };
+  const rootGit = gitAt(root);
+  let head: HeadState;
   try {
-    await repo.git.raw(['rev-parse', '--verify', 'HEAD^{commit}']);
+    // The commit, then the branch's short name ("HEAD" when detached; no branch can be named HEAD).
+    const [commit, branch] = (await rootGit.raw(['rev-parse', 'HEAD^{commit}', '--abbrev-ref', 'HEAD'])).split('\n');
+    if (!commit || !/^[0-9a-f]{40}([0-9a-f]{24})?$/.test(commit)) throw new Error(`unexpected rev-parse output: ${commit}`);
+    head = { commit, branch: branch && branch !== 'HEAD' ? branch : undefined };
   } catch (error) {
     throw new PreflightError(`${root} has no commit yet.`, ExitCode.notARepo, 'Make a first commit (`git add -A && git commit -m init`), then run again.', { cause: error });
   }
-  return repo;
+  return { root, git: rootGit, head };
 }
 
 /**
@@ -123,18 +131,6 @@ export async function branchExists(repo: Repo, branch: string): Promise<boolean>
   }
 }
 
-/** Reads HEAD: the commit id and the branch it points at (undefined when detached). */
-export async function readHead(repo: Repo): Promise<HeadState> {
-  const commit = (await repo.git.raw(['rev-parse', '--verify', 'HEAD^{commit}'])).trim();
-  let branch: string | undefined;
-  try {
-    branch = (await repo.git.raw(['symbolic-ref', '--quiet', '--short', 'HEAD'])).trim() || undefined;
-  } catch {
-    branch = undefined;
-  }
-  return { commit, branch };
-}
-
 /** Creates `branch` at `base` and checks it out. */
 export async function createBranch(repo: Repo, branch: string, base: string): Promise<void> {
   log('create branch %s at %s', branch, base);
@@ -162,10 +158,9 @@ export async function abandonBranch(repo: Repo, branch: string, previous: HeadSt
 export async function commitAll(repo: Repo, message: string): Promise<string> {
   try {
     // A stale index.lock can only come from a git process that died; the agent cannot write .git.
-    await repo.git.raw(['add', '--all', '--', '.']);
+    const [identity] = await Promise.all([missingIdentityEnv(repo), repo.git.raw(['add', '--all', '--', '.'])]);
     const staged = await repo.git.raw(['diff', '--cached', '--name-only', '-z']);
     if (staged.length > 0) {
-      const identity = await missingIdentityEnv(repo);
       const git = identity ? repo.git.env({ ...process.env, ...identity }) : repo.git;
       await git.raw(['commit', '--quiet', '--no-verify', '--no-gpg-sign', '-m', message]);
       log('committed %d path(s)', staged.split('\0').filter(Boolean).length);

@@ -30,7 +30,8 @@ export interface RenderTableOptions {
 }
 
 /**
- * Renders `report` as text tables: a summary table (branch, base and head commits, duration, status, agent exit code,
+ * Renders `report` as text tables: a summary table (branch, base and head commits, duration, the agent process's
+ * time and agent-worker's own, status, agent exit code,
  * agent and model, tokens, cost, turns, lines added/removed, files changed), then a table of changed files (status,
  * path — `old → new` for renames, `+added`, `−removed`, `bin` for binary files), then the log folder.
  *
@@ -54,6 +55,7 @@ export function renderReportTable(report: RunReport, options: RenderTableOptions
     [label('base commit'), shortCommit(report.baseCommit)],
     [label('head commit'), shortCommit(report.headCommit)],
     [label('duration'), formatDuration(report.durationMs)],
+    [label('agent time'), agent.wallMs === null ? dash : `${formatDuration(agent.wallMs)} (agent-worker's own: ${formatDuration(report.durationMs - agent.wallMs)})`],
     [label('status'), colorStatus(c, report.status)],
     [label('agent exit code'), agent.exitCode === null ? `${dash} (killed)` : String(agent.exitCode)],
     [label('agent'), printable(agentText)],

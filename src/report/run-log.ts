@@ -9,6 +9,7 @@
  *
  * `agent-worker runs` and `agent-worker logs` read these folders (src/report/history.ts).
  */
+import { isUtf8 } from 'node:buffer';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -32,6 +33,23 @@ export function makeRedactor(secrets: string[]): (text: string) => string {
   };
 }
 
+/**
+ * {@link makeRedactor} for bytes: returns `bytes` itself (no copy) when redacting their UTF-8 text would
+ * change nothing, else the UTF-8 bytes of the redacted text. The text is only decoded when a cheap byte
+ * search finds a secret value or `sk-ant-`, or when the bytes are not valid UTF-8 (decoding replaces
+ * those with U+FFFD, as writing the decoded text always did).
+ */
+export function makeByteRedactor(secrets: string[]): (bytes: Buffer) => Buffer {
+  const redact = makeRedactor(secrets);
+  // Every change the text redactor makes starts at a secret value or at `sk-ant-` (its replacement,
+  // `[REDACTED]`, cannot complete either), and valid UTF-8 holds a string's bytes where the text holds it.
+  const needles = [...secrets.filter((value) => value.length >= 8), 'sk-ant-'].map((value) => Buffer.from(value, 'utf8'));
+  return (bytes) => {
+    if (isUtf8(bytes) && !needles.some((needle) => bytes.includes(needle))) return bytes;
+    return Buffer.from(redact(bytes.toString('utf8')), 'utf8');
+  };
+}
+
 /** What a run is, written to `run.json` when it starts. */
 export interface RunInfo {
   runId: string;
@@ -52,6 +70,8 @@ export interface RunInfo {
   workspace: 'mount' | 'copy';
 }
 
+const NEWLINE = Buffer.from('\n');
+
 /** Open log files of one run. */
 export class RunLog {
   private readonly agentStream: WriteStream;
@@ -61,6 +81,7 @@ export class RunLog {
   private constructor(
     readonly dir: string,
     private readonly redact: (text: string) => string,
+    private readonly redactBytes: (bytes: Buffer) => Buffer,
   ) {
     this.agentStream = createWriteStream(path.join(dir, 'agent.stream.jsonl'), { mode: 0o600 });
     this.agentStderr = createWriteStream(path.join(dir, 'agent.stderr.log'), { mode: 0o600 });
@@ -71,12 +92,29 @@ export class RunLog {
   static async open(root: string, runId: string, secrets: string[]): Promise<RunLog> {
     const dir = path.join(root, runId);
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    return new RunLog(dir, makeRedactor(secrets));
+    return new RunLog(dir, makeRedactor(secrets), makeByteRedactor(secrets));
   }
 
-  /** Appends one line of agent output. Returns false when the caller should wait for {@link waitDrain}. */
-  agentLine(line: string): boolean {
-    return this.agentStream.write(`${this.redact(line)}\n`);
+  /**
+   * Appends one line of agent output (UTF-8 bytes or text, without its newline) and a newline. Bytes are
+   * written as they are unless they hold a secret (see {@link makeByteRedactor}). `pieces` are the line's
+   * bytes again, in order, as Buffers that stay unchanged until written (default: `line` itself); they are
+   * what is written, so `line` may be reused once this returns. Returns false when the caller should wait
+   * for {@link waitDrain}.
+   */
+  agentLine(line: Buffer | string, pieces: readonly Buffer[] = typeof line === 'string' ? [] : [line]): boolean {
+    if (typeof line === 'string') return this.agentStream.write(`${this.redact(line)}\n`);
+    const redacted = this.redactBytes(line);
+    // Corked, the pieces and the newline go out in one writev, none of them copied.
+    this.agentStream.cork();
+    if (redacted === line) {
+      for (const piece of pieces) if (piece.length > 0) this.agentStream.write(piece);
+    } else {
+      this.agentStream.write(redacted);
+    }
+    const flushed = this.agentStream.write(NEWLINE);
+    this.agentStream.uncork();
+    return flushed;
   }
 
   /**

@@ -69,6 +69,11 @@ export interface RunReport {
     model: string | null;
     /** Exit code of the agent's process; null when it was killed (timeout, interrupt). */
     exitCode: number | null;
+    /**
+     * Wall time of the agent's process in the container, from its start to its exit, in milliseconds;
+     * `durationMs − agent.wallMs` is agent-worker's own time. Null when unknown (it never started).
+     */
+    wallMs: number | null;
     sessionId: string | null;
     turns: number;
     resultText: string | null;

@@ -4,10 +4,10 @@
  * a terminal. The built CLI, a real dockerd, the REAL Claude Code binary, the scripted Messages API.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { ScriptedTurn } from '../fixtures/fake-anthropic.js';
-import { parseReport, runAgentWorker, TEST_API_KEY, withFixture } from '../helpers/agent-run.js';
+import { parseReport, runAgentWorker, TEST_API_KEY, waitFor, withFixture } from '../helpers/agent-run.js';
 import { dockerAvailable, managedContainers, runCli, TEST_CA_CERT } from '../helpers/docker.js';
 import { git, makeRepo, removeDir, tempDir } from '../helpers/git.js';
 import type { RunReport } from '../../src/report/types.js';
@@ -101,6 +101,9 @@ describe.runIf(hasDocker)('everyday use (real Claude Code, scripted API)', { tim
     expect(report.verify).toMatchObject({ command: expect.stringContaining('answer.txt'), exitCode: 0 });
     expect(report.verify!.outputTail).toEqual([expect.stringMatching(/^verified: \S+ in \/workspace$/)]);
     expect(report.verify!.durationMs).toBeGreaterThanOrEqual(0);
+    // The agent's process time (from the entrypoint's marks and the container's end) is inside the run's.
+    expect(report.agent.wallMs).toBeGreaterThan(0);
+    expect(report.agent.wallMs).toBeLessThan(report.durationMs);
     expect(readFileSync(path.join(report.logDir, 'verify.log'), 'utf8')).toContain('verified:');
     expect(git(repo, 'show', 'verify-ok:answer.txt')).toBe('42\n');
     expect(await managedContainers(report.runId)).toEqual([]);
@@ -116,6 +119,8 @@ describe.runIf(hasDocker)('everyday use (real Claude Code, scripted API)', { tim
     const report = parseReport(result);
     expect(report.status).toBe('verify_failed');
     expect(report.verify).toMatchObject({ exitCode: 3, outputTail: ['before', 'net blocked', 'boom'] });
+    expect(report.agent.wallMs).toBeGreaterThan(0);
+    expect(report.agent.wallMs! + report.verify!.durationMs).toBeLessThan(report.durationMs);
     expect(git(repo, 'show', 'verify-bad:half.txt')).toBe('half\n');
   });
 
@@ -222,6 +227,32 @@ describe.runIf(hasDocker)('everyday use (real Claude Code, scripted API)', { tim
     expect(down.code).toBe(9);
     expect((JSON.parse(down.stdout) as { checks: Array<{ id: string; status: string }> }).checks.find((check) => check.id === 'api')?.status).toBe('fail');
     expect((await managedContainers()).filter((container) => container.Labels['dev.agent-worker.run-id']?.startsWith('doctor-'))).toEqual([]);
+  });
+
+  it('logs -f follows a running run\'s agent stream as readable lines, then prints its report', async () => {
+    const repo = repoFor();
+    const state = tempDir('aw-state-');
+    cleanup.push(state);
+    const env = { XDG_STATE_HOME: state, ANTHROPIC_API_KEY: TEST_API_KEY };
+    const script: ScriptedTurn[] = [
+      { content: [{ type: 'tool_use', name: 'Bash', input: { command: 'sleep 4 && echo slept > slept.txt', description: 'wait a bit' } }], usage: { input: 300, output: 20 } },
+      { content: [{ type: 'text', text: 'Waited.' }], usage: { input: 400, output: 5 } },
+    ];
+    await withFixture(script, async (fixture) => {
+      const running = runCli(['--project', repo, '--task', 'Wait', '--branch', 'follow', '--json', '--base-url', `http://host.docker.internal:${fixture.port}`, '--ca-cert', TEST_CA_CERT], { cwd: repo, env });
+      const runsDir = path.join(state, 'agent-worker', 'runs');
+      await waitFor(() => existsSync(runsDir) && readdirSync(runsDir).some((id) => existsSync(path.join(runsDir, id, 'run.json'))), 'run.json of the running run', 60_000);
+      const listed = await runCli(['runs', '--json'], { cwd: repo, env });
+      expect((JSON.parse(listed.stdout) as Array<{ status: string }>)[0]!.status).toBe('running');
+      const followed = await runCli(['logs', '-f'], { cwd: repo, env, timeoutMs: 120_000 });
+      const run = await running;
+      expect(run.code, run.stderr).toBe(0);
+      expect(followed.code, followed.stderr).toBe(0);
+      expect(followed.stdout).toContain('Bash: sleep 4 && echo slept > slept.txt');
+      expect(followed.stdout).toMatch(/result: success/);
+      // The report table comes last, once the run has ended.
+      expect(followed.stdout.indexOf('files changed')).toBeGreaterThan(followed.stdout.indexOf('result: success'));
+    });
   });
 
   it('runs and logs read the run folders; without a terminal progress is plain lines; --quiet prints none', async () => {

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import Docker from 'dockerode';
 import { LABEL_MANAGED, LABEL_PROJECT, LABEL_RUN_ID } from '../../src/docker/labels.js';
@@ -75,6 +76,8 @@ export interface CliResult {
 }
 
 export const CLI = path.resolve(import.meta.dirname, '../../dist/src/cli.js');
+/** The node flags of the CLI's shebang (`#!/usr/bin/env -S node <flags>`), so tests run it as the installed command runs. */
+export const CLI_NODE_FLAGS = /^#!.*\bnode((?: -[^\s]+)*)\s*$/m.exec(readFileSync(path.resolve(import.meta.dirname, '../../src/cli.ts'), 'utf8').split('\n', 1)[0]!)?.[1]?.trim().split(/\s+/).filter(Boolean) ?? [];
 
 /** CA bundle the image build and the agent need on our machines (TLS-intercepting proxy). */
 export const TEST_CA_CERT = process.env.AGENT_WORKER_TEST_CA_CERT ?? '/etc/ssl/certs/ca-certificates.crt';
@@ -88,7 +91,7 @@ export function runCli(
   options: { cwd: string; env?: Record<string, string>; input?: string; onSpawn?: (pid: number) => void; timeoutMs?: number },
 ): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
+    const child = spawn(process.execPath, [...CLI_NODE_FLAGS, CLI, ...args], {
       cwd: options.cwd,
       env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ...options.env },
       stdio: ['pipe', 'pipe', 'pipe'],

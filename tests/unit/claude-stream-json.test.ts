@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { getAgentPlugin, agentTypes } from '../../agents/index.js';
 import { CLAUDE_CODE_VERSION, claudeCodePlugin } from '../../agents/claude-code/index.js';
-import { createClaudeStreamParser, summarizeToolUse } from '../../agents/claude-code/stream-json.js';
+import { createClaudeStreamParser, LONG_LINE_CHARS, parseBounded, summarizeToolUse } from '../../agents/claude-code/stream-json.js';
 import type { AgentEvent, AgentStreamParser } from '../../agents/types.js';
 
 // Real Claude Code 2.1.330 output (copied from the shared samples); see the README in that folder.
@@ -233,6 +233,118 @@ describe('Claude Code stream-json parser: synthetic streams', () => {
     const text = events.find((e) => e.kind === 'text');
     expect(text?.kind === 'text' && text.text.length).toBeLessThanOrEqual(200);
     expect(text?.kind === 'text' && text.text.endsWith('…')).toBe(true);
+  });
+});
+
+describe('Claude Code stream-json parser: long lines', () => {
+  /** `text` cut as parseBounded promises to keep it: its head, and whether anything but whitespace follows. */
+  const shortened = (text: string): string => (text.length <= 1_000 ? text : text.slice(0, 1_000) + (text.slice(1_000).trim() === '' ? '' : 'y'));
+
+  it('gives the events and outcome of the whole line, without copying its long strings', () => {
+    const texts = ['Here is the output:\n' + 'All work and no play. '.repeat(10_000), ' \t\n'.repeat(30_000) + 'late text', ' '.repeat(100_000), '日本\n'.repeat(40_000)];
+    const commands = ['echo "' + 'x'.repeat(100_000) + '"', ' '.repeat(90_000) + 'ls', '\n'.repeat(90_000), 'short'];
+    for (const [index, text] of texts.entries()) {
+      const command = commands[index]!;
+      const line = (t: string, c: string, filler: string): string =>
+        assistantLine(`m${index}`, [{ type: 'text', text: t }, { type: 'tool_use', name: 'Bash', input: { command: c, filler } }], usage(10, 20, 30, 40));
+      const long = line(text, command, 'z'.repeat(LONG_LINE_CHARS));
+      const short = line(shortened(text), shortened(command), '');
+      expect(long.length).toBeGreaterThan(LONG_LINE_CHARS);
+      expect(short.length).toBeLessThan(LONG_LINE_CHARS);
+      const a = createClaudeStreamParser();
+      const b = createClaudeStreamParser();
+      expect(a.push(long)).toEqual(b.push(short));
+      expect(a.outcome()).toEqual(b.outcome());
+    }
+  });
+
+  it('keeps the whole result text of a long result line', () => {
+    const answer = 'The answer is 42. '.repeat(10_000);
+    const parser = createClaudeStreamParser();
+    const events = parser.push(JSON.stringify({ type: 'result', subtype: 'success', is_error: false, num_turns: 1, result: answer, session_id: 's-9' }));
+    expect(events).toEqual([{ kind: 'result', subtype: 'success', isError: false }]);
+    expect(parser.outcome().resultText).toBe(answer);
+    expect(parser.outcome().sessionId).toBe('s-9');
+  });
+
+  it('ignores long lines that are not JSON, as JSON.parse would', () => {
+    const good = assistantLine('m1', [{ type: 'text', text: 'x'.repeat(LONG_LINE_CHARS) }], usage(1, 1, 0, 0));
+    const bad = [good.slice(0, -1), `${good}x`, good.replace('xxxx', 'x\u0001x'), good.replace('xxxx', 'x\\qx'), good.replace('xxxx', 'x\\u12gx')];
+    const parser = createClaudeStreamParser();
+    for (const line of bad) expect(parser.push(line)).toEqual([]);
+    expect(parser.push(good).map((e) => e.kind)).toEqual(['turn', 'text']);
+  });
+});
+
+describe('parseBounded', () => {
+  let seed = 11;
+  const random = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed % n;
+  };
+  const pieces = ['a', 'Z', ' ', '"', '\\', '/', '\n', '\t', '\u0001', '\u001f', 'é', '日', '\ud83d\ude00', '\ud800', '\u2028', '\u00a0'];
+  const randomString = (): string => Array.from({ length: random(12) }, () => pieces[random(pieces.length)]).join('');
+  const randomValue = (depth: number): unknown => {
+    switch (random(depth > 3 ? 4 : 6)) {
+      case 0:
+        return randomString();
+      case 1:
+        return [0, -0, 1.5, -2e-7, 1e21, 123456789012345680000, 0.1][random(7)];
+      case 2:
+        return [true, false, null][random(3)];
+      case 3:
+        return random(1000) - 500;
+      case 4:
+        return Array.from({ length: random(4) }, () => randomValue(depth + 1));
+      default:
+        return Object.fromEntries(Array.from({ length: random(4) }, () => [[randomString(), '__proto__', 'type', 'a'][random(4)], randomValue(depth + 1)]));
+    }
+  };
+  const same = (text: string): void => {
+    let expected: unknown;
+    let expectedError = false;
+    try {
+      expected = JSON.parse(text);
+    } catch {
+      expectedError = true;
+    }
+    if (expectedError) {
+      expect(() => parseBounded(text), text).toThrow();
+      return;
+    }
+    const actual = parseBounded(text);
+    expect(actual, text).toEqual(expected);
+    expect(JSON.stringify(actual), text).toBe(JSON.stringify(expected));
+  };
+
+  it('agrees with JSON.parse on valid and broken JSON without long strings', () => {
+    const noise = ['{', '}', '[', ']', ',', ':', '"', '\\', 'u', '0', '-', '.', 'e', ' ', '\n', '\u0000', 't', 'x'];
+    for (let i = 0; i < 3000; i += 1) {
+      const value = { type: 'assistant', value: randomValue(0) };
+      const text = JSON.stringify(value, null, [undefined, 2, '\t', ' \r\n'.slice(0, 1)][random(4)]);
+      same(text);
+      const at = random(text.length);
+      same(text.slice(0, at) + noise[random(noise.length)] + text.slice(at + random(2)));
+    }
+    for (const text of ['{"a":01}', '{"a":1.}', '{"a":.5}', '{"a":-}', '{"a":+1}', '{"a":1e}', '{"a":"\\x"}', '{"a":tru}', '{"a":nul}', '{"a":1,}', '[1,]', '{,}', ' {"a":1} ', '{"__proto__":{"x":1}}', '{"a":1,"a":2}']) same(text);
+  });
+
+  it('cuts long strings at their start, marks what follows, and never inside an escape', () => {
+    const head = (value: unknown): string => value as string;
+    const long = 'é'.repeat(5_000) + '\n'.repeat(5_000) + 'end';
+    const cut = head(parseBounded(JSON.stringify(long)));
+    expect(cut.length).toBeGreaterThanOrEqual(1_364);
+    expect(cut.endsWith('…')).toBe(true);
+    expect(long.startsWith(cut.slice(0, -1))).toBe(true);
+    const blank = head(parseBounded(JSON.stringify('x' + ' \n\t\u00a0\u2028'.repeat(5_000))));
+    expect(blank.endsWith('…')).toBe(false);
+    expect(blank.startsWith('x ')).toBe(true);
+    for (let offset = 0; offset < 12; offset += 1) {
+      const escaped = 'a'.repeat(offset) + '\u0001\ud83d\ude00"'.repeat(2_000);
+      const value = head(parseBounded(JSON.stringify(escaped)));
+      expect(value.length).toBeGreaterThanOrEqual(1_364);
+      expect(escaped.startsWith(value.slice(0, -1))).toBe(true);
+    }
   });
 });
 

@@ -1,6 +1,9 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { LineSplitter } from '../../src/stream/lines.js';
-import { makeRedactor } from '../../src/report/run-log.js';
+import { makeByteRedactor, makeRedactor, RunLog } from '../../src/report/run-log.js';
 import { ImageBuildError, interruptExitCode } from '../../src/errors.js';
 import { commitMessage, defaultBranchName, newRunId } from '../../src/run.js';
 
@@ -86,5 +89,143 @@ describe('run naming', () => {
 
   it('maps signals to 128 + their number', () => {
     expect([interruptExitCode('SIGHUP'), interruptExitCode('SIGINT'), interruptExitCode('SIGTERM')]).toEqual([129, 130, 143]);
+  });
+});
+
+describe('LineSplitter.bytes', () => {
+  function splitBytes(chunks: Buffer[], max?: number): Array<{ line: string; truncated: boolean; pieces: Buffer[] }> {
+    const lines: Array<{ line: string; truncated: boolean; pieces: Buffer[] }> = [];
+    const splitter = LineSplitter.bytes((line, truncated, pieces) => lines.push({ line: line.toString(), truncated, pieces: [...pieces] }), max);
+    for (const chunk of chunks) splitter.push(chunk);
+    splitter.end();
+    return lines;
+  }
+
+  it('hands on the same lines as the string splitter, and pieces holding the same bytes', () => {
+    const chunks = ['ab', 'c\nde', 'f\r', '\n\n', 'x\r\ny', '\r', '\n', 'näïve 日本\n', 'tail'].map((c) => Buffer.from(c));
+    const lines = splitBytes(chunks);
+    expect(lines.map(({ line, truncated }) => [line, truncated])).toEqual(split(chunks));
+    for (const { line, pieces } of lines) expect(Buffer.concat(pieces).toString()).toBe(line);
+  });
+
+  it('keeps views of the pushed chunks, not copies', () => {
+    const chunk = Buffer.from('one\ntw');
+    const pieces: Buffer[] = [];
+    const splitter = LineSplitter.bytes((_line, _truncated, linePieces) => pieces.push(...linePieces));
+    splitter.push(chunk);
+    splitter.push(Buffer.from('o\n'));
+    expect(pieces.map((p) => p.toString())).toEqual(['one', 'tw', 'o']);
+    expect(pieces[0]!.buffer).toBe(chunk.buffer);
+    expect(pieces[1]!.buffer).toBe(chunk.buffer);
+  });
+
+  it('copies what it keeps of a line past its first MiB', () => {
+    const chunk = Buffer.alloc(3 * 1024 * 1024, 0x61);
+    let pieces: readonly Buffer[] = [];
+    const splitter = LineSplitter.bytes((_line, _truncated, linePieces) => (pieces = linePieces));
+    for (let at = 0; at < chunk.length; at += 512 * 1024) splitter.push(chunk.subarray(at, at + 512 * 1024));
+    splitter.push(Buffer.from('\n'));
+    expect(Buffer.concat(pieces).equals(chunk)).toBe(true);
+    expect(pieces.map((piece) => piece.buffer === chunk.buffer)).toEqual([true, true, false, false, false, false]);
+  });
+
+  it('joins lines split between chunks in one reused buffer, and cuts long lines as before', () => {
+    const seen: Buffer[] = [];
+    const splitter = LineSplitter.bytes((line) => seen.push(line));
+    splitter.push(Buffer.from('abc'));
+    splitter.push(Buffer.from('def\nghi'));
+    splitter.push(Buffer.from('jkl\n'));
+    expect(seen[1]!.toString()).toBe('ghijkl');
+    expect(seen[0]!.buffer).toBe(seen[1]!.buffer);
+    const pieces: string[] = [];
+    const cut = splitBytes([Buffer.from('0123456789'), Buffer.from('abc\nnext\n')], 4);
+    expect(cut.map(({ line, truncated }) => [line, truncated])).toEqual([
+      ['0123', true],
+      ['next', false],
+    ]);
+    const long = LineSplitter.bytes(() => undefined, 4, { start: (h) => pieces.push(`[${h}`), chunk: (p) => pieces.push(`${p}`), end: () => pieces.push(']') });
+    for (const chunk of ['0123', '45', '67\nok\n', 'abcdefg']) long.push(Buffer.from(chunk));
+    long.end();
+    expect(pieces.join('')).toBe('[01234567][abcdefg]');
+  });
+});
+
+describe('LineSplitter with a reused read buffer', () => {
+  it('copies what it keeps', () => {
+    const lines: string[] = [];
+    const splitter = new LineSplitter((line) => lines.push(line));
+    const buffer = Buffer.alloc(4);
+    for (const text of ['ab\nc', 'de\nf', 'ghi\n']) {
+      buffer.write(text);
+      splitter.push(buffer.subarray(0, text.length));
+    }
+    expect(lines).toEqual(['ab', 'cde', 'fghi']);
+  });
+});
+
+describe('makeByteRedactor', () => {
+  const secrets = ['oauth-token-value-123', 'short', 'sëcret-välue-ü'];
+  const redact = makeRedactor(secrets);
+  const redactBytes = makeByteRedactor(secrets);
+
+  it('returns the bytes themselves when there is nothing to redact', () => {
+    const clean = Buffer.from('{"type":"assistant","text":"short sk-ant oauth-token näïve"}');
+    expect(redactBytes(clean)).toBe(clean);
+  });
+
+  it('gives exactly the bytes of the redacted text', () => {
+    const samples = [
+      'token=oauth-token-value-123 and sk-ant-api03-abcdefghijkl and short',
+      'sëcret-välue-ü at the start, sk-ant-xx (too short to be a key)',
+      'sk-ant-abcdefgh',
+      'oauth-token-value-123oauth-token-value-123',
+    ].map((s) => Buffer.from(s));
+    // Not valid UTF-8: the text path turns the bad bytes into U+FFFD, as it always did.
+    samples.push(Buffer.from([0x61, 0xff, 0x62, 0xe6, 0x97]), Buffer.concat([Buffer.from('日本'), Buffer.from('日').subarray(0, 2)]));
+    for (const bytes of samples) expect(redactBytes(bytes).equals(Buffer.from(redact(bytes.toString('utf8'))))).toBe(true);
+  });
+
+  it('agrees with the text redactor on random lines', () => {
+    const alphabet = ['a', 'Z', '-', '_', ' ', 'sk-ant-', 'oauth-token-value-123', 'oauth-token', 'ë', '日', '\u{1f600}', '"', '\\', 'short'];
+    let seed = 7;
+    const random = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    for (let i = 0; i < 2000; i += 1) {
+      const text = Array.from({ length: random(30) }, () => alphabet[random(alphabet.length)]).join('');
+      const bytes = Buffer.from(text);
+      if (random(4) === 0) bytes[random(bytes.length || 1)] = 0x80 + random(0x80);
+      expect(redactBytes(bytes).equals(Buffer.from(redact(bytes.toString('utf8'))))).toBe(true);
+    }
+  });
+});
+
+describe('RunLog.agentLine', () => {
+  it('writes each line and its newline exactly as the text path did, secrets redacted', async () => {
+    const root = mkdtempSync(path.join(os.tmpdir(), 'aw-runlog-'));
+    try {
+      const secrets = ['oauth-token-value-123'];
+      const runLog = await RunLog.open(root, 'run', secrets);
+      const lines = [
+        Buffer.from('{"type":"assistant","text":"plain"}'),
+        Buffer.from(''),
+        Buffer.from('key sk-ant-api03-abcdefghijkl and oauth-token-value-123'),
+        Buffer.from([0x7b, 0xff, 0x7d]),
+        Buffer.from('x'.repeat(100_000)),
+      ];
+      for (const line of lines) {
+        // Written from pieces, as LineSplitter.bytes hands them on.
+        const pieces = [line.subarray(0, 3), line.subarray(3)].filter((p) => p.length > 0);
+        runLog.agentLine(line, pieces);
+      }
+      runLog.agentLine('text sk-ant-api03-abcdefghijkl');
+      await runLog.close();
+      const redact = makeRedactor(secrets);
+      const expected = [...lines.map((l) => l.toString('utf8')), 'text sk-ant-api03-abcdefghijkl'].map((l) => `${redact(l)}\n`).join('');
+      expect(readFileSync(path.join(root, 'run', 'agent.stream.jsonl')).equals(Buffer.from(expected))).toBe(true);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });

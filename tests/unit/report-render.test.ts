@@ -18,6 +18,7 @@ function makeReport(overrides: Partial<RunReport> = {}): RunReport {
       version: '2.1.330',
       model: 'claude-sonnet-4-5',
       exitCode: 0,
+      wallMs: 118_000,
       sessionId: '70cc4719-3d65-4cab-b47a-51bae7c7a8f3',
       turns: 17,
       resultText: 'Done.',
