@@ -14,6 +14,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import './deferred-modules.js';
 import Docker from 'dockerode';
 import createDebug from 'debug';
 import { AgentWorkerError, DockerError, ExitCode, errorMessage } from '../errors.js';

@@ -262,13 +262,13 @@ describe.runIf(hasDocker)('adversarial: faults of the daemon, the machine and th
 
   // --- the agent misbehaves -------------------------------------------------------------------------------
 
-  it('F04 agent exits non-zero (--max-turns 1, error_max_turns): status agent_error, exit 1, partial work committed', async () => {
+  it('F04 agent stops at --max-turns 1 and exits non-zero (error_max_turns): status max_turns, exit 13, partial work committed', async () => {
     const { repo, stateDir, base } = setup();
     await withFixture([writeTurn('partial.txt', 'one turn only\n'), writeTurn('never.txt', 'no\n')], async (fixture) => {
       const result = await runAgentWorker(repo, fixture, ['--branch', 'f04', '--task', 'Two steps', '--max-turns', '1'], { stateDir });
-      expect(result.code, result.stderr).toBe(1);
+      expect(result.code, result.stderr).toBe(13);
       const report = parseReport(result);
-      expect(report.status).toBe('agent_error');
+      expect(report.status).toBe('max_turns');
       expect(report.agent.exitCode).toBe(1);
       expect(report.baseCommit).toBe(base);
       const stream = readFileSync(path.join(report.logDir, 'agent.stream.jsonl'), 'utf8');

@@ -4,11 +4,12 @@
  * a terminal. The built CLI, a real dockerd, the REAL Claude Code binary, the scripted Messages API.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { ScriptedTurn } from '../fixtures/fake-anthropic.js';
 import { parseReport, runAgentWorker, TEST_API_KEY, waitFor, withFixture } from '../helpers/agent-run.js';
-import { dockerAvailable, managedContainers, runCli, TEST_CA_CERT } from '../helpers/docker.js';
+import { docker, dockerAvailable, managedContainers, runCli, TEST_CA_CERT } from '../helpers/docker.js';
 import { git, makeRepo, removeDir, tempDir } from '../helpers/git.js';
 import type { RunReport } from '../../src/report/types.js';
 
@@ -22,8 +23,12 @@ beforeAll(() => {
   cleanup.push(stateDir);
 });
 
-afterAll(() => {
+/** Project images this suite built (its contexts are unique), removed at the end. */
+const projectImages: string[] = [];
+
+afterAll(async () => {
   for (const dir of cleanup) removeDir(dir);
+  for (const tag of projectImages) await docker.getImage(tag).remove({ force: true }).catch(() => undefined);
 });
 
 /** A one-tool script: the agent writes `file` with `content`, then says it is done. */
@@ -49,7 +54,9 @@ describe.runIf(hasDocker)('everyday use (real Claude Code, scripted API)', { tim
       'RUN chmod 0755 /usr/local/bin/project-tool',
       '',
     ].join('\n');
-    const repo = repoFor({ 'README.md': '# p\n', '.agent-worker/Dockerfile': dockerfile, '.agent-worker/project-tool': '#!/bin/sh\necho "project tool v1"\n' });
+    // A nonce keeps this run's build contexts new to the daemon (an earlier run's images would be reused).
+    const nonce = randomBytes(6).toString('hex');
+    const repo = repoFor({ 'README.md': '# p\n', '.agent-worker/Dockerfile': dockerfile, '.agent-worker/project-tool': `#!/bin/sh\n# ${nonce}\necho "project tool v1"\n` });
     const script: ScriptedTurn[] = [
       { content: [{ type: 'tool_use', name: 'Bash', input: { command: 'project-tool > tool.txt', description: 'run the project tool' } }], usage: { input: 500, output: 30 } },
       { content: [{ type: 'text', text: 'Ran it.' }], usage: { input: 600, output: 10 } },
@@ -58,6 +65,7 @@ describe.runIf(hasDocker)('everyday use (real Claude Code, scripted API)', { tim
     expect(first.code, first.stderr).toBe(0);
     const report = parseReport(first);
     expect(report.image.tag).toMatch(/^agent-worker-project:[0-9a-f]{16}$/);
+    projectImages.push(report.image.tag);
     expect(report.image.dockerfile).toBe(path.join(repo, '.agent-worker', 'Dockerfile'));
     expect(git(repo, 'show', 'proj-1:tool.txt')).toBe('project tool v1\n');
 
@@ -68,10 +76,11 @@ describe.runIf(hasDocker)('everyday use (real Claude Code, scripted API)', { tim
 
     // A change to the project's build context makes a new image.
     git(repo, 'checkout', '-q', 'main');
-    writeFileSync(path.join(repo, '.agent-worker', 'project-tool'), '#!/bin/sh\necho "project tool v2"\n');
+    writeFileSync(path.join(repo, '.agent-worker', 'project-tool'), `#!/bin/sh\n# ${nonce}\necho "project tool v2"\n`);
     git(repo, 'commit', '-qam', 'tool v2');
     const third = await withFixture(script, (fixture) => runAgentWorker(repo, fixture, ['--task', 'Run the new tool', '--branch', 'proj-3'], { stateDir }));
     const changed = parseReport(third);
+    projectImages.push(changed.image.tag);
     expect(changed.image.tag).not.toBe(report.image.tag);
     expect(changed.image.built).toBe(true);
     expect(git(repo, 'show', 'proj-3:tool.txt')).toBe('project tool v2\n');
