@@ -8,7 +8,6 @@
  * scripted Messages API fixture (tests/fixtures/fake-anthropic.ts) as the model API.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -16,7 +15,7 @@ import type { Readable } from 'node:stream';
 import { pack } from 'tar-fs';
 import { startFakeAnthropic, type FakeAnthropic, type ScriptedTurn } from '../fixtures/fake-anthropic.js';
 import { parseReport, runAgentWorker, TEST_API_KEY, waitFor, withFixture } from '../helpers/agent-run.js';
-import { bridgeGateway, CLI, docker, dockerAvailable, managedContainers, projectContainers, runCli, TEST_CA_CERT, type CliResult } from '../helpers/docker.js';
+import { bridgeGateway, docker, dockerAvailable, managedContainers, projectContainers, runCli, startCli, TEST_CA_CERT, type CliResult, type LiveCli } from '../helpers/docker.js';
 import { git, makeRepo, removeDir, tempDir } from '../helpers/git.js';
 import { LABEL_PROJECT } from '../../src/docker/labels.js';
 import type { RunReport } from '../../src/report/types.js';
@@ -85,36 +84,14 @@ function expectUntouched(repo: string, base: string): void {
   expect(git(repo, 'status', '--porcelain', '--untracked-files=all', '--ignored')).toBe('');
 }
 
-/** A CLI run whose stdout/stderr can be read while it runs. */
-interface LiveRun {
-  pid: number;
-  stdout(): string;
-  stderr(): string;
-  done: Promise<CliResult & { ms: number }>;
-}
-
 /** Starts the built CLI on `repo` (fixture as model API, CA bundle, --json, `extra`), with live output. */
-function launch(repo: string, fixture: FakeAnthropic | undefined, extra: string[], env: Record<string, string>): LiveRun {
+function launch(repo: string, fixture: FakeAnthropic | undefined, extra: string[], env: Record<string, string>): LiveCli {
   const base = fixture ? ['--base-url', `http://host.docker.internal:${fixture.port}`] : [];
-  const started = Date.now();
-  const child = spawn(process.execPath, [CLI, '--project', repo, ...base, '--ca-cert', TEST_CA_CERT, '--json', ...extra], {
+  return startCli(['--project', repo, ...base, '--ca-cert', TEST_CA_CERT, '--json', ...extra], {
     cwd: repo,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ANTHROPIC_API_KEY: TEST_API_KEY, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ANTHROPIC_API_KEY: TEST_API_KEY, ...env },
+    timeoutMs: 300_000,
   });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
-  const timer = setTimeout(() => child.kill('SIGKILL'), 300_000);
-  const done = new Promise<CliResult & { ms: number }>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr, ms: Date.now() - started });
-    });
-  });
-  return { pid: child.pid!, stdout: () => stdout, stderr: () => stderr, done };
 }
 
 /** Builds {@link HANG_BASE} from a temp build context: bookworm-slim whose apt-get sleeps forever. */
@@ -473,7 +450,7 @@ describe.runIf(hasDocker)('adversarial: faults of the daemon, the machine and th
     it(`F${23 + index} ${name} right after the container exits (collecting): exit 0 or ${code}, the repo consistent, the branch holds the work`, async ({ annotate }) => {
       const { repo, stateDir, tmp, base } = setup();
       await withFixture([writeTurn('done.txt', `complete ${name}\n`)], async (fixture) => {
-        let run: LiveRun | undefined;
+        let run: LiveCli | undefined;
         let signalled = false;
         let dieExitCode: string | undefined;
         const watcher = await onContainerDie(repo, (exitCode) => {

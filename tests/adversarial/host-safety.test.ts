@@ -8,12 +8,11 @@
  * marker there can only come from a process on the host.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { ScriptedTurn } from '../fixtures/fake-anthropic.js';
 import { parseReport, runAgentWorker, TEST_API_KEY, withFixture } from '../helpers/agent-run.js';
-import { CLI, dockerAvailable, managedContainers, removeProjectContainers, TEST_CA_CERT, type CliResult } from '../helpers/docker.js';
+import { dockerAvailable, managedContainers, removeProjectContainers, runCli, TEST_CA_CERT } from '../helpers/docker.js';
 import { git, makeRepo, removeDir, tempDir } from '../helpers/git.js';
 
 const hasDocker = await dockerAvailable();
@@ -238,9 +237,12 @@ describe.runIf(hasDocker)('adversarial host safety', { timeout: 600_000 }, () =>
       { content: [{ type: 'tool_use', name: 'Bash', input: { command: 'mkdir -p bashdir && echo b > bashdir/b.txt && id -u && id -g && touch /workspace/.git/x 2>&1; echo gitwrite=$?' } }], usage: { input: 10, output: 2 } },
     ];
     await withFixture(script, async (fixture) => {
-      const result = await runAs(uid, gid, ['--project', repo, '--base-url', `http://host.docker.internal:${fixture.port}`, '--ca-cert', TEST_CA_CERT, '--json', '--branch', 'h05', '--task', 'Create files as 4242'], {
+      const result = await runCli(['--project', repo, '--base-url', `http://host.docker.internal:${fixture.port}`, '--ca-cert', TEST_CA_CERT, '--json', '--branch', 'h05', '--task', 'Create files as 4242'], {
         cwd: repo,
         env: { HOME: home, XDG_STATE_HOME: state, ANTHROPIC_API_KEY: TEST_API_KEY },
+        uid,
+        gid,
+        timeoutMs: 300_000,
       });
       expect(result.code, result.stderr).toBe(0);
       const report = parseReport(result);
@@ -306,25 +308,3 @@ function chownRecursive(dir: string, uid: number, gid: number): void {
   }
 }
 
-/** Runs the built CLI as another user (the test process must be root). */
-function runAs(uid: number, gid: number, args: string[], options: { cwd: string; env: Record<string, string> }): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      cwd: options.cwd,
-      uid,
-      gid,
-      env: { PATH: process.env.PATH ?? '', ...options.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 300_000);
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
-}

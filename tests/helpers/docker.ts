@@ -82,32 +82,61 @@ export const CLI_NODE_FLAGS = /^#!.*\bnode((?: -[^\s]+)*)\s*$/m.exec(readFileSyn
 /** CA bundle the image build and the agent need on our machines (TLS-intercepting proxy). */
 export const TEST_CA_CERT = process.env.AGENT_WORKER_TEST_CA_CERT ?? '/etc/ssl/certs/ca-certificates.crt';
 
+/** Options of {@link startCli} and {@link runCli}. */
+export interface CliOptions {
+  cwd: string;
+  /** On top of a minimal environment (PATH, HOME). */
+  env?: Record<string, string>;
+  /** Standard input; none (closed at once) when undefined. */
+  input?: string;
+  /** The CLI is killed with SIGKILL after this long, in ms (default 600 s). */
+  timeoutMs?: number;
+  /** Run as this user and group (the test process must be root). */
+  uid?: number;
+  gid?: number;
+}
+
+/** A started CLI: its pid, its output so far, and its end (`ms`: wall time from the start). */
+export interface LiveCli {
+  pid: number;
+  stdout(): string;
+  stderr(): string;
+  done: Promise<CliResult & { ms: number }>;
+}
+
 /**
- * Runs the built CLI (`dist/src/cli.js`) with `args`, no stdin unless given, and `env` on top of a
- * minimal environment (PATH, HOME). Resolves when it exits.
+ * Starts the built CLI (`dist/src/cli.js`, with its shebang's node flags) with `args`; its output can be
+ * read while it runs.
  */
-export function runCli(
-  args: string[],
-  options: { cwd: string; env?: Record<string, string>; input?: string; onSpawn?: (pid: number) => void; timeoutMs?: number },
-): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...CLI_NODE_FLAGS, CLI, ...args], {
-      cwd: options.cwd,
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ...options.env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
-    if (options.input !== undefined) child.stdin.end(options.input);
-    else child.stdin.end();
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 600_000);
-    child.on('spawn', () => options.onSpawn?.(child.pid!));
+export function startCli(args: string[], options: CliOptions): LiveCli {
+  const started = Date.now();
+  const child = spawn(process.execPath, [...CLI_NODE_FLAGS, CLI, ...args], {
+    cwd: options.cwd,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ...options.env },
+    stdio: ['pipe', 'pipe', 'pipe'],
+    ...(options.uid !== undefined ? { uid: options.uid } : {}),
+    ...(options.gid !== undefined ? { gid: options.gid } : {}),
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+  if (options.input !== undefined) child.stdin.end(options.input);
+  else child.stdin.end();
+  const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 600_000);
+  const done = new Promise<CliResult & { ms: number }>((resolve, reject) => {
     child.on('error', reject);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
+      resolve({ code, signal, stdout, stderr, ms: Date.now() - started });
     });
   });
+  return { pid: child.pid!, stdout: () => stdout, stderr: () => stderr, done };
+}
+
+/** Runs the built CLI with `args` (see {@link startCli}); resolves when it exits. */
+export function runCli(args: string[], options: CliOptions & { onSpawn?: (pid: number) => void }): Promise<CliResult> {
+  const live = startCli(args, options);
+  options.onSpawn?.(live.pid);
+  return live.done;
 }
