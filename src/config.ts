@@ -215,7 +215,7 @@ export async function loadConfig(flags: RawFlags, context: ConfigContext): Promi
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (envFileInput || (code !== 'ENOENT' && code !== 'ENOTDIR')) {
-      problems.push(`--env-file: cannot read ${envFile} (${code ?? String(error)}).`);
+      problems.push(cannotRead('--env-file', envFile, error));
     }
   }
 
@@ -244,7 +244,7 @@ export async function loadConfig(flags: RawFlags, context: ConfigContext): Promi
     try {
       task = file === '-' ? await context.readStdin() : await readFile(path.resolve(context.cwd, file), 'utf8');
     } catch (error) {
-      problems.push(`--task-file: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? String(error)}).`);
+      problems.push(cannotRead('--task-file', file, error));
     }
   } else if (taskText !== undefined) {
     task = taskText;
@@ -293,7 +293,7 @@ export async function loadConfig(flags: RawFlags, context: ConfigContext): Promi
         caCert = { path: resolved, pem };
       }
     } catch (error) {
-      problems.push(`--ca-cert: cannot read ${resolved} (${(error as NodeJS.ErrnoException).code ?? String(error)}).`);
+      problems.push(cannotRead('--ca-cert', resolved, error));
     }
   }
 
@@ -318,7 +318,7 @@ export async function loadConfig(flags: RawFlags, context: ConfigContext): Promi
       await readFile(resolved);
       tls[key] = resolved;
     } catch (error) {
-      problems.push(`${flag}: cannot read ${resolved} (${(error as NodeJS.ErrnoException).code ?? String(error)}).`);
+      problems.push(cannotRead(flag, resolved, error));
     }
   }
   if ((tls.cert === undefined) !== (tls.key === undefined)) problems.push('--tls-cert and --tls-key: give both or neither.');
@@ -329,7 +329,7 @@ export async function loadConfig(flags: RawFlags, context: ConfigContext): Promi
     try {
       await readFile(sshKey);
     } catch (error) {
-      problems.push(`--ssh-key: cannot read ${sshKey} (${(error as NodeJS.ErrnoException).code ?? String(error)}).`);
+      problems.push(cannotRead('--ssh-key', sshKey, error));
     }
   }
 
@@ -356,7 +356,7 @@ export async function loadConfig(flags: RawFlags, context: ConfigContext): Promi
     if ((await stat(candidate)).isFile()) dockerfile = candidate;
     else if (dockerfileRaw !== undefined) problems.push(`--dockerfile: ${candidate} is not a file.`);
   } catch (error) {
-    if (dockerfileRaw !== undefined) problems.push(`--dockerfile: cannot read ${candidate} (${(error as NodeJS.ErrnoException).code ?? String(error)}).`);
+    if (dockerfileRaw !== undefined) problems.push(cannotRead('--dockerfile', candidate, error));
   }
 
   const verify = pick(flags.verify, 'AGENT_VERIFY');
@@ -376,7 +376,7 @@ export async function loadConfig(flags: RawFlags, context: ConfigContext): Promi
       if (text === '') problems.push(`--persona: ${persona} is empty.`);
       else promptParts.push(text);
     } catch (error) {
-      problems.push(`--persona: cannot read ${persona} (${(error as NodeJS.ErrnoException).code ?? String(error)}).`);
+      problems.push(cannotRead('--persona', persona, error));
     }
   }
   const appendSystemPrompt = promptParts.length > 0 ? promptParts.join('\n\n') : undefined;
@@ -392,7 +392,7 @@ export async function loadConfig(flags: RawFlags, context: ConfigContext): Promi
       if (problem) problems.push(`--mcp-config: ${file} ${problem}`);
       else mcpConfig = { path: file, json, urlHosts: mcpUrlHosts(json) };
     } catch (error) {
-      problems.push(`--mcp-config: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? String(error)}).`);
+      problems.push(cannotRead('--mcp-config', file, error));
     }
   }
 
@@ -455,6 +455,11 @@ export function parseSize(value: string): number | undefined {
   if (!match) return undefined;
   const unit = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[match[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
   return Math.floor(Number(match[1]) * unit);
+}
+
+/** The problem for a file that `flag` names and that could not be read: `<flag>: cannot read <file> (<errno code>).` */
+function cannotRead(flag: string, file: string, error: unknown): string {
+  return `${flag}: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? String(error)}).`;
 }
 
 function nonEmpty(value: string | undefined): string | undefined {

@@ -9,7 +9,7 @@ import { AgentWorkerError, ConfigError, ExitCode, errorMessage } from './errors.
 import { getAgentPlugin } from '../agents/index.js';
 import { isClean, openRepo, statusEntries } from './git/repo.js';
 import { connectDocker, connectOptionsFor, type DockerConnection } from './docker/client.js';
-import { imageContentHash, imageTag, IMAGE_REPOSITORY, PROJECT_IMAGE_REPOSITORY } from './docker/image.js';
+import { imageContentHash, imageExists, imageTag, type ImageSpec } from './docker/image.js';
 import { AgentContainer } from './docker/container.js';
 import { imageSpecs } from './run.js';
 import { VERSION } from './version.js';
@@ -105,8 +105,9 @@ export async function runDoctor(load: () => Promise<RunConfig>, context: { env: 
 
   const plugin = getAgentPlugin(config.agentType)!;
   const specs = imageSpecs(config, plugin, context.env);
-  const toolTag = imageTag(await imageContentHash(specs.tool), IMAGE_REPOSITORY);
-  const projectTag = specs.project ? imageTag(await imageContentHash(specs.project(toolTag)), PROJECT_IMAGE_REPOSITORY) : undefined;
+  const tagOf = async (spec: ImageSpec): Promise<string> => imageTag(await imageContentHash(spec), spec.repository);
+  const toolTag = await tagOf(specs.tool);
+  const projectTag = specs.project ? await tagOf(specs.project(toolTag)) : undefined;
   const runTag = projectTag ?? toolTag;
   let cached = false;
   if (!docker) {
@@ -114,7 +115,7 @@ export async function runDoctor(load: () => Promise<RunConfig>, context: { env: 
   } else {
     const missing: string[] = [];
     for (const tag of [toolTag, projectTag].filter((t): t is string => t !== undefined)) {
-      if (!(await imageExists(docker, tag))) missing.push(tag);
+      if (!(await imageExists(docker.docker, tag))) missing.push(tag);
     }
     cached = missing.length === 0;
     checks.push(
@@ -138,16 +139,6 @@ export async function runDoctor(load: () => Promise<RunConfig>, context: { env: 
     }
   }
   return result();
-}
-
-async function imageExists(docker: DockerConnection, tag: string): Promise<boolean> {
-  try {
-    await docker.docker.getImage(tag).inspect();
-    return true;
-  } catch (error) {
-    if ((error as { statusCode?: number }).statusCode === 404) return false;
-    throw error;
-  }
 }
 
 /**

@@ -36,7 +36,7 @@ import {
 import { connectDocker, connectOptionsFor, type DockerConnection } from './docker/client.js';
 import { ensureImage, PROJECT_BASE_ARG, PROJECT_IMAGE_REPOSITORY, type EnsuredImage, type ImageSpec } from './docker/image.js';
 import { AgentContainer, agentProcessMark, DaemonLostError, FIREWALL_EXIT_CODE, MCP_CONFIG_PATH, type ContainerExit, type WorkspaceSpec } from './docker/container.js';
-import { LineSplitter } from './stream/lines.js';
+import { ByteLineSplitter, LineSplitter } from './stream/lines.js';
 import { defuseGitEntries, snapshotGitEntries } from './git/guard.js';
 import { RunLog, runsRoot } from './report/run-log.js';
 import { acquireRepoLock, lockHolder, type RepoLock, type RepoLockInfo } from './run-lock.js';
@@ -578,7 +578,7 @@ export async function runAgent(
   // Every byte reaches the run log; lines longer than the splitter's cap are written piece by piece as
   // they arrive (and not parsed), so memory stays bounded by the cap whatever the agent prints.
   // Lines are bytes until the parser needs their text: the run log writes them as they are.
-  const splitter = LineSplitter.bytes(
+  const splitter = new ByteLineSplitter(
     (line, truncated, pieces) => {
       if (truncated) return;
       throttle(runLog.agentLine(line, pieces));

@@ -10,7 +10,6 @@ import { AgentWorkerError, ExitCode, errorMessage, interruptExitCode } from '../
 import {
   followAgentStream,
   listRuns,
-  printable,
   readAgentStream,
   readableLines,
   readReport,
@@ -19,7 +18,7 @@ import {
   type RunSummary,
   type StreamLineHandler,
 } from '../report/history.js';
-import { formatCost, formatDuration, renderReportJson, renderReportTable, STATUS_WORDS } from '../report/render.js';
+import { formatCost, formatDuration, printable, renderReportJson, renderReportTable, STATUS_WORDS } from '../report/render.js';
 import { runsRoot } from '../report/run-log.js';
 import type { RunReport } from '../report/types.js';
 

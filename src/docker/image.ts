@@ -201,7 +201,8 @@ export async function ensureImage(
   return { tag, contentHash, built: true, durationMs: Date.now() - started };
 }
 
-async function imageExists(docker: Docker, tag: string): Promise<boolean> {
+/** True when the daemon has an image tagged `tag`. @throws the daemon's error for anything but 404. */
+export async function imageExists(docker: Docker, tag: string): Promise<boolean> {
   try {
     await docker.getImage(tag).inspect();
     return true;

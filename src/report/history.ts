@@ -12,6 +12,7 @@ import type { AgentEvent } from '../../agents/types.js';
 import { AgentWorkerError, ExitCode } from '../errors.js';
 import { processAlive } from '../run-lock.js';
 import { LineSplitter } from '../stream/lines.js';
+import { printable } from './render.js';
 import type { RunInfo } from './run-log.js';
 import type { RunReport, RunStatus } from './types.js';
 
@@ -371,15 +372,4 @@ async function readJson(file: string): Promise<unknown> {
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-/** Escapes control characters (C0, DEL, C1) so agent output cannot move the cursor or recolour the terminal. */
-export function printable(text: string): string {
-  // eslint-disable-next-line no-control-regex -- matching control characters is the point
-  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (ch) => {
-    if (ch === '\n') return '\\n';
-    if (ch === '\t') return '\\t';
-    if (ch === '\r') return '\\r';
-    return `\\x${ch.charCodeAt(0).toString(16).padStart(2, '0')}`;
-  });
 }

@@ -178,8 +178,11 @@ function fileRow(c: ChalkInstance, f: FileChange): Table.HorizontalTableRow {
   return row;
 }
 
-/** Escapes control characters (C0, DEL, C1) so a value renders on one line: tab → `\t`, newline → `\n`, else `\xNN`. */
-function printable(text: string): string {
+/**
+ * Escapes control characters (C0, DEL, C1) so a value renders on one line and agent output cannot move the
+ * cursor or recolour the terminal: tab → `\t`, newline → `\n`, carriage return → `\r`, else `\xNN`.
+ */
+export function printable(text: string): string {
   // eslint-disable-next-line no-control-regex -- matching control characters is the point
   return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (ch) => {
     if (ch === '\n') return '\\n';

@@ -177,11 +177,6 @@ export class LineSplitter extends Splitter {
     super(maxLineBytes, longLine, true);
   }
 
-  /** A {@link ByteLineSplitter}: lines handed on as bytes, pushed chunks kept by reference. */
-  static bytes(onLine: ByteLineHandler, maxLineBytes = DEFAULT_MAX_LINE_BYTES, longLine?: LongLineSink): ByteLineSplitter {
-    return new ByteLineSplitter(onLine, maxLineBytes, longLine);
-  }
-
   protected emitLine(line: Buffer, truncated: boolean): void {
     this.onLine(line.toString('utf8'), truncated);
   }

@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { LineSplitter } from '../../src/stream/lines.js';
+import { ByteLineSplitter, LineSplitter } from '../../src/stream/lines.js';
 import { makeByteRedactor, makeRedactor, RunLog } from '../../src/report/run-log.js';
 import { ImageBuildError, interruptExitCode } from '../../src/errors.js';
 import { commitMessage, defaultBranchName, newRunId } from '../../src/run.js';
@@ -92,10 +92,10 @@ describe('run naming', () => {
   });
 });
 
-describe('LineSplitter.bytes', () => {
+describe('ByteLineSplitter', () => {
   function splitBytes(chunks: Buffer[], max?: number): Array<{ line: string; truncated: boolean; pieces: Buffer[] }> {
     const lines: Array<{ line: string; truncated: boolean; pieces: Buffer[] }> = [];
-    const splitter = LineSplitter.bytes((line, truncated, pieces) => lines.push({ line: line.toString(), truncated, pieces: [...pieces] }), max);
+    const splitter = new ByteLineSplitter((line, truncated, pieces) => lines.push({ line: line.toString(), truncated, pieces: [...pieces] }), max);
     for (const chunk of chunks) splitter.push(chunk);
     splitter.end();
     return lines;
@@ -111,7 +111,7 @@ describe('LineSplitter.bytes', () => {
   it('keeps views of the pushed chunks, not copies', () => {
     const chunk = Buffer.from('one\ntw');
     const pieces: Buffer[] = [];
-    const splitter = LineSplitter.bytes((_line, _truncated, linePieces) => pieces.push(...linePieces));
+    const splitter = new ByteLineSplitter((_line, _truncated, linePieces) => pieces.push(...linePieces));
     splitter.push(chunk);
     splitter.push(Buffer.from('o\n'));
     expect(pieces.map((p) => p.toString())).toEqual(['one', 'tw', 'o']);
@@ -122,7 +122,7 @@ describe('LineSplitter.bytes', () => {
   it('copies what it keeps of a line past its first MiB', () => {
     const chunk = Buffer.alloc(3 * 1024 * 1024, 0x61);
     let pieces: readonly Buffer[] = [];
-    const splitter = LineSplitter.bytes((_line, _truncated, linePieces) => (pieces = linePieces));
+    const splitter = new ByteLineSplitter((_line, _truncated, linePieces) => (pieces = linePieces));
     for (let at = 0; at < chunk.length; at += 512 * 1024) splitter.push(chunk.subarray(at, at + 512 * 1024));
     splitter.push(Buffer.from('\n'));
     expect(Buffer.concat(pieces).equals(chunk)).toBe(true);
@@ -131,7 +131,7 @@ describe('LineSplitter.bytes', () => {
 
   it('joins lines split between chunks in one reused buffer, and cuts long lines as before', () => {
     const seen: Buffer[] = [];
-    const splitter = LineSplitter.bytes((line) => seen.push(line));
+    const splitter = new ByteLineSplitter((line) => seen.push(line));
     splitter.push(Buffer.from('abc'));
     splitter.push(Buffer.from('def\nghi'));
     splitter.push(Buffer.from('jkl\n'));
@@ -143,7 +143,7 @@ describe('LineSplitter.bytes', () => {
       ['0123', true],
       ['next', false],
     ]);
-    const long = LineSplitter.bytes(() => undefined, 4, { start: (h) => pieces.push(`[${h}`), chunk: (p) => pieces.push(`${p}`), end: () => pieces.push(']') });
+    const long = new ByteLineSplitter(() => undefined, 4, { start: (h) => pieces.push(`[${h}`), chunk: (p) => pieces.push(`${p}`), end: () => pieces.push(']') });
     for (const chunk of ['0123', '45', '67\nok\n', 'abcdefg']) long.push(Buffer.from(chunk));
     long.end();
     expect(pieces.join('')).toBe('[01234567][abcdefg]');
@@ -215,7 +215,7 @@ describe('RunLog.agentLine', () => {
         Buffer.from('x'.repeat(100_000)),
       ];
       for (const line of lines) {
-        // Written from pieces, as LineSplitter.bytes hands them on.
+        // Written from pieces, as ByteLineSplitter hands them on.
         const pieces = [line.subarray(0, 3), line.subarray(3)].filter((p) => p.length > 0);
         runLog.agentLine(line, pieces);
       }
