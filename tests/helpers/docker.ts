@@ -134,9 +134,14 @@ export function startCli(args: string[], options: CliOptions): LiveCli {
   return { pid: child.pid!, stdout: () => stdout, stderr: () => stderr, done };
 }
 
-/** Runs the built CLI with `args` (see {@link startCli}); resolves when it exits. */
+/**
+ * Runs the built CLI with `args` (see {@link startCli}); resolves when it exits, and rejects when it
+ * cannot be started (e.g. a NUL byte in an argument, which execve cannot carry).
+ */
 export function runCli(args: string[], options: CliOptions & { onSpawn?: (pid: number) => void }): Promise<CliResult> {
-  const live = startCli(args, options);
-  options.onSpawn?.(live.pid);
-  return live.done;
+  return new Promise((resolve, reject) => {
+    const live = startCli(args, options);
+    options.onSpawn?.(live.pid);
+    live.done.then(resolve, reject);
+  });
 }
