@@ -1,13 +1,8 @@
-#!/usr/bin/env -S node --max-semi-space-size=8
+#!/usr/bin/env node
 /**
  * The command line: parses flags with commander, runs the pipeline, prints the report on stdout
  * (a table, or exactly one JSON document with --json) and everything else on stderr. The only
  * place that calls process.exit; maps typed errors to exit codes.
- *
- * The shebang caps V8's young generation at 8 MB semi-spaces: the agent's output streams through as
- * short-lived buffers and strings, and with the default (up to 16 MB each) the tool's peak memory grew
- * with the amount of output (measured, `npm run bench`: 200 MB of output against 1 MB, peak RSS ratio
- * about 1.5 by default, about 1.2 capped).
  */
 import type { Command } from 'commander';
 import { VERSION } from './version.js';

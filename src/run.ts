@@ -309,6 +309,7 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
     context.progress.phase('Agent running');
     agentStarted = true;
     const { exit, outcome, stderrTail, agentWallMs } = await runAgent(container, plugin, runLog, config, context);
+    for (const failure of runLog.writeFailures()) warn(failure);
     if (exit.reason === 'exited' && exit.exitCode === FIREWALL_EXIT_CODE && stderrTail.some((line) => line.includes('firewall'))) {
       agentStarted = false;
       throw new DockerError(
@@ -563,38 +564,26 @@ export async function runAgent(
     }
     show();
   };
-  let waitingForDrain = false;
   let longLineDecoder = new StringDecoder('utf8');
-  /** Backpressure: when the run log's buffer is full, the attach stream waits for it to drain. */
-  const throttle = (flushed: boolean): void => {
-    if (flushed || waitingForDrain) return;
-    waitingForDrain = true;
-    pendingFlow?.pause();
-    void runLog.waitDrain().then(() => {
-      waitingForDrain = false;
-      pendingFlow?.resume();
-    });
-  };
-  // Every byte reaches the run log; lines longer than the splitter's cap are written piece by piece as
-  // they arrive (and not parsed), so memory stays bounded by the cap whatever the agent prints.
-  // Lines are bytes until the parser needs their text: the run log writes them as they are.
+  // Every byte reaches the run log, written before the next chunk is read; lines longer than the splitter's
+  // cap are written piece by piece as they arrive (and not parsed), so memory stays bounded by the cap
+  // whatever the agent prints. Lines are bytes until the parser needs their text.
   const splitter = new ByteLineSplitter(
-    (line, truncated, pieces) => {
+    (line, truncated) => {
       if (truncated) return;
-      throttle(runLog.agentLine(line, pieces));
+      runLog.agentLine(line);
       for (const event of parser.push(line.toString('utf8'))) onEvent(event);
     },
     undefined,
     {
       start: (head) => {
         longLineDecoder = new StringDecoder('utf8');
-        throttle(runLog.agentPiece(longLineDecoder.write(head)));
+        runLog.agentPiece(longLineDecoder.write(head));
       },
-      chunk: (piece) => throttle(runLog.agentPiece(longLineDecoder.write(piece))),
-      end: () => throttle(runLog.agentPiece(longLineDecoder.end(), true)),
+      chunk: (piece) => runLog.agentPiece(longLineDecoder.write(piece)),
+      end: () => runLog.agentPiece(longLineDecoder.end(), true),
     },
   );
-  let pendingFlow: { pause(): void; resume(): void } | undefined;
   const marks: { started?: number; ended?: number } = {};
   const stderrLines = new LineSplitter((line) => {
     const mark = agentProcessMark(line);
@@ -603,22 +592,22 @@ export async function runAgent(
     if (stderrTail.length > STDERR_TAIL_LINES) stderrTail.shift();
   }, 64 * 1024);
   const stderrTail: string[] = [];
+  // A character split between two chunks is decoded whole.
+  const stderrDecoder = new StringDecoder('utf8');
 
   const exit = await container.run({
     timeoutMs: config.timeoutSeconds * 1000,
     signal: context.signal,
     sinks: {
-      stdout: (chunk, flow) => {
-        pendingFlow = flow;
-        splitter.push(chunk);
-      },
+      stdout: (chunk) => splitter.push(chunk),
       stderr: (chunk) => {
-        runLog.stderr(chunk.toString('utf8'));
+        runLog.stderr(stderrDecoder.write(chunk));
         stderrLines.push(chunk);
       },
     },
   });
   splitter.end();
+  runLog.stderr(stderrDecoder.end());
   stderrLines.end();
   // The agent's process ends with the container unless the entrypoint supervised it (then it says when).
   const ended = marks.ended ?? exit.finishedAt;

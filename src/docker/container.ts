@@ -124,16 +124,14 @@ export interface ContainerExit {
   finishedAt?: number;
 }
 
-/** Callbacks for the container's output as it arrives. `pause`/`resume` give backpressure to the attach stream. */
+/**
+ * Callbacks for the container's output as it arrives: views of the attach stream's chunks, valid only
+ * during the call. The next chunk is read once they return, so a sink that blocks slows the container's
+ * output down instead of queueing it.
+ */
 export interface OutputSinks {
-  stdout: (chunk: Buffer, flow: FlowControl) => void;
-  stderr: (chunk: Buffer, flow: FlowControl) => void;
-}
-
-/** Lets an output sink pause the attach stream until it has caught up. */
-export interface FlowControl {
-  pause(): void;
-  resume(): void;
+  stdout: (chunk: Buffer) => void;
+  stderr: (chunk: Buffer) => void;
 }
 
 /** How long removing a container may take, in ms (a lost daemon must not hang the tool). */
@@ -242,9 +240,12 @@ export class AgentContainer {
    * @throws DockerError when the daemon fails (the container is left for {@link remove}).
    */
   async run(options: { sinks: OutputSinks; timeoutMs: number; signal?: AbortSignal; heartbeatMs?: number }): Promise<ContainerExit> {
-    const attach = (await this.container.attach({ stream: true, stdout: true, stderr: true, logs: true })) as unknown as Readable;
-    const flow: FlowControl = { pause: () => attach.pause(), resume: () => attach.resume() };
-    const demux = new FrameDemuxer({ stdout: (piece) => options.sinks.stdout(piece, flow), stderr: (piece) => options.sinks.stderr(piece, flow) });
+    // Hijacked (`Upgrade: tcp`), the attach stream is the raw connection: read straight into one buffer
+    // per socket read. As a chunked HTTP response, Node's parser copied every body piece into an
+    // ArrayBuffer of its own, thousands per 100 MB, which kept the tool's peak memory growing with the
+    // output (heaptrack, `npm run bench`).
+    const attach = (await this.container.attach({ stream: true, stdout: true, stderr: true, logs: true, hijack: true })) as unknown as Readable;
+    const demux = new FrameDemuxer(options.sinks);
     attach.on('data', (chunk: Buffer) => demux.push(chunk));
     const ended = new Promise<void>((resolve) => {
       attach.once('end', resolve);

@@ -10,7 +10,7 @@
  * `agent-worker runs` and `agent-worker logs` read these folders (src/report/history.ts).
  */
 import { isUtf8 } from 'node:buffer';
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { closeSync, createWriteStream, openSync, writeSync, writevSync, type WriteStream } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -70,12 +70,60 @@ export interface RunInfo {
   workspace: 'mount' | 'copy';
 }
 
+/**
+ * An append-only file written synchronously: the agent's output is written as it arrives, so no chunk of it
+ * waits in a stream's buffer (where it would outlive V8's young generation and keep memory growing with the
+ * output), and a slow disk slows the reading of the attach stream instead of queueing bytes. Writing to a
+ * local file is a page-cache copy (Node writes `process.stdout` to a file synchronously too).
+ *
+ * A failed write (a full disk) is remembered, not thrown: the run goes on, later writes are skipped and
+ * {@link RunLog.close} reports it.
+ */
+class SyncFile {
+  private readonly fd: number;
+  failure: Error | undefined;
+
+  constructor(readonly file: string) {
+    this.fd = openSync(file, 'w', 0o600);
+  }
+
+  write(...pieces: Array<Buffer | string>): void {
+    if (this.failure) return;
+    try {
+      if (pieces.length === 1) {
+        const piece = pieces[0]!;
+        if (piece.length === 0) return;
+        if (typeof piece === 'string') writeSync(this.fd, piece);
+        else for (let at = 0; at < piece.length; ) at += writeSync(this.fd, piece, at);
+      } else {
+        writeAll(this.fd, pieces.map((piece) => (typeof piece === 'string' ? Buffer.from(piece) : piece)));
+      }
+    } catch (error) {
+      this.failure = error as Error;
+    }
+  }
+
+  close(): void {
+    closeSync(this.fd);
+  }
+}
+
+/** `writevSync` until every byte is written (it may write fewer than asked). */
+function writeAll(fd: number, pieces: Buffer[]): void {
+  const rest = pieces.filter((piece) => piece.length > 0);
+  while (rest.length > 0) {
+    let written = writevSync(fd, rest);
+    while (rest.length > 0 && written >= rest[0]!.length) written -= rest.shift()!.length;
+    if (written > 0) rest[0] = rest[0]!.subarray(written);
+  }
+}
+
 const NEWLINE = Buffer.from('\n');
 
 /** Open log files of one run. */
 export class RunLog {
-  private readonly agentStream: WriteStream;
-  private readonly agentStderr: WriteStream;
+  private readonly agentStream: SyncFile;
+  private readonly agentStderr: SyncFile;
   private readonly toolLog: WriteStream;
 
   private constructor(
@@ -83,8 +131,8 @@ export class RunLog {
     private readonly redact: (text: string) => string,
     private readonly redactBytes: (bytes: Buffer) => Buffer,
   ) {
-    this.agentStream = createWriteStream(path.join(dir, 'agent.stream.jsonl'), { mode: 0o600 });
-    this.agentStderr = createWriteStream(path.join(dir, 'agent.stderr.log'), { mode: 0o600 });
+    this.agentStream = new SyncFile(path.join(dir, 'agent.stream.jsonl'));
+    this.agentStderr = new SyncFile(path.join(dir, 'agent.stderr.log'));
     this.toolLog = createWriteStream(path.join(dir, 'agent-worker.log'), { mode: 0o600 });
   }
 
@@ -96,43 +144,26 @@ export class RunLog {
   }
 
   /**
-   * Appends one line of agent output (UTF-8 bytes or text, without its newline) and a newline. Bytes are
-   * written as they are unless they hold a secret (see {@link makeByteRedactor}). `pieces` are the line's
-   * bytes again, in order, as Buffers that stay unchanged until written (default: `line` itself); they are
-   * what is written, so `line` may be reused once this returns. Returns false when the caller should wait
-   * for {@link waitDrain}.
+   * Appends one line of agent output (UTF-8 bytes or text, without its newline) and a newline, before it
+   * returns: `line` may be reused afterwards. Bytes are written as they are unless they hold a secret
+   * (see {@link makeByteRedactor}).
    */
-  agentLine(line: Buffer | string, pieces: readonly Buffer[] = typeof line === 'string' ? [] : [line]): boolean {
-    if (typeof line === 'string') return this.agentStream.write(`${this.redact(line)}\n`);
-    const redacted = this.redactBytes(line);
-    // Corked, the pieces and the newline go out in one writev, none of them copied.
-    this.agentStream.cork();
-    if (redacted === line) {
-      for (const piece of pieces) if (piece.length > 0) this.agentStream.write(piece);
-    } else {
-      this.agentStream.write(redacted);
-    }
-    const flushed = this.agentStream.write(NEWLINE);
-    this.agentStream.uncork();
-    return flushed;
+  agentLine(line: Buffer | string): void {
+    if (typeof line === 'string') this.agentStream.write(`${this.redact(line)}\n`);
+    else this.agentStream.write(this.redactBytes(line), NEWLINE);
   }
 
   /**
-   * Appends a piece of an over-long line of agent output (its newline comes with the last piece,
-   * `end`). Secrets are redacted piece by piece. Returns false when the caller should wait for {@link waitDrain}.
+   * Appends a piece of an over-long line of agent output (its newline comes with the last piece, `end`).
+   * Secrets are redacted piece by piece.
    */
-  agentPiece(piece: string, end = false): boolean {
-    return this.agentStream.write(end ? `${this.redact(piece)}\n` : this.redact(piece));
+  agentPiece(piece: string, end = false): void {
+    this.agentStream.write(end ? `${this.redact(piece)}\n` : this.redact(piece));
   }
 
-  /** Appends container stderr. Returns false when the caller should wait for {@link waitDrain}. */
-  stderr(text: string): boolean {
-    return this.agentStderr.write(this.redact(text));
-  }
-
-  /** Resolves once the agent stream's buffer has drained. */
-  waitDrain(): Promise<void> {
-    return new Promise((resolve) => this.agentStream.once('drain', resolve));
+  /** Appends container stderr. */
+  stderr(text: string): void {
+    this.agentStderr.write(this.redact(text));
   }
 
   /** Appends a timestamped line to the tool's own log. */
@@ -150,12 +181,15 @@ export class RunLog {
     await writeFile(path.join(this.dir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`, { mode: 0o600 });
   }
 
-  /** Flushes and closes every file. */
+  /** What could not be written of the agent's output (e.g. on a full disk), one sentence per file; empty when all was. */
+  writeFailures(): string[] {
+    return [this.agentStream, this.agentStderr].flatMap((file) => (file.failure ? [`could not write ${file.file} (${file.failure.message}); the rest of it is missing`] : []));
+  }
+
+  /** Closes every file, flushing the tool's log. */
   async close(): Promise<void> {
-    await Promise.all(
-      [this.agentStream, this.agentStderr, this.toolLog].map(
-        (stream) => new Promise<void>((resolve) => (stream.closed ? resolve() : stream.end(resolve))),
-      ),
-    );
+    this.agentStream.close();
+    this.agentStderr.close();
+    await new Promise<void>((resolve) => (this.toolLog.closed ? resolve() : this.toolLog.end(resolve)));
   }
 }

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -93,40 +93,41 @@ describe('run naming', () => {
 });
 
 describe('ByteLineSplitter', () => {
-  function splitBytes(chunks: Buffer[], max?: number): Array<{ line: string; truncated: boolean; pieces: Buffer[] }> {
-    const lines: Array<{ line: string; truncated: boolean; pieces: Buffer[] }> = [];
-    const splitter = new ByteLineSplitter((line, truncated, pieces) => lines.push({ line: line.toString(), truncated, pieces: [...pieces] }), max);
+  function splitBytes(chunks: Buffer[], max?: number): Array<{ line: string; truncated: boolean }> {
+    const lines: Array<{ line: string; truncated: boolean }> = [];
+    const splitter = new ByteLineSplitter((line, truncated) => lines.push({ line: line.toString(), truncated }), max);
     for (const chunk of chunks) splitter.push(chunk);
     splitter.end();
     return lines;
   }
 
-  it('hands on the same lines as the string splitter, and pieces holding the same bytes', () => {
+  it('hands on the same lines as the string splitter', () => {
     const chunks = ['ab', 'c\nde', 'f\r', '\n\n', 'x\r\ny', '\r', '\n', 'näïve 日本\n', 'tail'].map((c) => Buffer.from(c));
-    const lines = splitBytes(chunks);
-    expect(lines.map(({ line, truncated }) => [line, truncated])).toEqual(split(chunks));
-    for (const { line, pieces } of lines) expect(Buffer.concat(pieces).toString()).toBe(line);
+    expect(splitBytes(chunks).map(({ line, truncated }) => [line, truncated])).toEqual(split(chunks));
   });
 
-  it('keeps views of the pushed chunks, not copies', () => {
+  it('hands on a line within one chunk as a view of it, and keeps no chunk once push returns', () => {
     const chunk = Buffer.from('one\ntw');
-    const pieces: Buffer[] = [];
-    const splitter = new ByteLineSplitter((_line, _truncated, linePieces) => pieces.push(...linePieces));
+    const seen: Array<{ text: string; view: boolean }> = [];
+    const splitter = new ByteLineSplitter((line) => seen.push({ text: line.toString(), view: line.buffer === chunk.buffer }));
     splitter.push(chunk);
+    // The caller may reuse its chunk: "tw" was copied when it arrived.
+    chunk.fill(0x21);
     splitter.push(Buffer.from('o\n'));
-    expect(pieces.map((p) => p.toString())).toEqual(['one', 'tw', 'o']);
-    expect(pieces[0]!.buffer).toBe(chunk.buffer);
-    expect(pieces[1]!.buffer).toBe(chunk.buffer);
+    expect(seen).toEqual([
+      { text: 'one', view: true },
+      { text: 'two', view: false },
+    ]);
   });
 
-  it('copies what it keeps of a line past its first MiB', () => {
-    const chunk = Buffer.alloc(3 * 1024 * 1024, 0x61);
-    let pieces: readonly Buffer[] = [];
-    const splitter = new ByteLineSplitter((_line, _truncated, linePieces) => (pieces = linePieces));
-    for (let at = 0; at < chunk.length; at += 512 * 1024) splitter.push(chunk.subarray(at, at + 512 * 1024));
+  it('joins a 3 MiB line that arrives in 512 KiB pieces', () => {
+    const whole = Buffer.alloc(3 * 1024 * 1024);
+    for (let i = 0; i < whole.length; i += 1) whole[i] = 0x61 + (i % 26);
+    let joined: Buffer | undefined;
+    const splitter = new ByteLineSplitter((line) => (joined = Buffer.from(line)));
+    for (let at = 0; at < whole.length; at += 512 * 1024) splitter.push(Buffer.from(whole.subarray(at, at + 512 * 1024)));
     splitter.push(Buffer.from('\n'));
-    expect(Buffer.concat(pieces).equals(chunk)).toBe(true);
-    expect(pieces.map((piece) => piece.buffer === chunk.buffer)).toEqual([true, true, false, false, false, false]);
+    expect(joined?.equals(whole)).toBe(true);
   });
 
   it('joins lines split between chunks in one reused buffer, and cuts long lines as before', () => {
@@ -214,16 +215,30 @@ describe('RunLog.agentLine', () => {
         Buffer.from([0x7b, 0xff, 0x7d]),
         Buffer.from('x'.repeat(100_000)),
       ];
-      for (const line of lines) {
-        // Written from pieces, as ByteLineSplitter hands them on.
-        const pieces = [line.subarray(0, 3), line.subarray(3)].filter((p) => p.length > 0);
-        runLog.agentLine(line, pieces);
-      }
+      for (const line of lines) runLog.agentLine(line);
       runLog.agentLine('text sk-ant-api03-abcdefghijkl');
       await runLog.close();
       const redact = makeRedactor(secrets);
       const expected = [...lines.map((l) => l.toString('utf8')), 'text sk-ant-api03-abcdefghijkl'].map((l) => `${redact(l)}\n`).join('');
       expect(readFileSync(path.join(root, 'run', 'agent.stream.jsonl')).equals(Buffer.from(expected))).toBe(true);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it('goes on when the disk is full, and says what is missing', async () => {
+    const root = mkdtempSync(path.join(os.tmpdir(), 'aw-runlog-'));
+    try {
+      mkdirSync(path.join(root, 'run'));
+      // Every write to /dev/full fails with ENOSPC.
+      symlinkSync('/dev/full', path.join(root, 'run', 'agent.stream.jsonl'));
+      const runLog = await RunLog.open(root, 'run', []);
+      expect(() => runLog.agentLine(Buffer.from('{"type":"assistant"}'))).not.toThrow();
+      runLog.agentLine('second line');
+      runLog.stderr('stderr is written');
+      expect(runLog.writeFailures()).toEqual([expect.stringMatching(/could not write .*agent\.stream\.jsonl \(ENOSPC.*\); the rest of it is missing/)]);
+      await runLog.close();
+      expect(readFileSync(path.join(root, 'run', 'agent.stderr.log'), 'utf8')).toBe('stderr is written');
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
