@@ -236,13 +236,15 @@ async function run(argv: string[]): Promise<number> {
   };
   for (const signal of HANDLED_SIGNALS) process.on(signal, onSignal);
 
-  // The pipeline's modules load while the configuration is read.
-  const modules = Promise.all([import('debug'), import('./run.js'), import('./ui/progress.js'), import('./report/render.js')]);
+  // The pipeline's modules load while the configuration is read; the report's, while the agent runs.
+  const modules = Promise.all([import('debug'), import('./run.js'), import('./ui/progress.js')]);
   modules.catch(() => undefined);
+  let renderModule: Promise<typeof import('./report/render.js')> | undefined;
+  const loadRender = (): Promise<typeof import('./report/render.js')> => (renderModule ??= import('./report/render.js'));
   try {
     const config = await loadProcessConfig(flags, true);
     debug = config.debug;
-    const [{ default: createDebug }, { runTask }, { createProgress, progressMode }, render] = await modules;
+    const [{ default: createDebug }, { runTask }, { createProgress, progressMode }] = await modules;
     if (config.debug) createDebug.enable('agent-worker:*');
     const noColor = Boolean(process.env.NO_COLOR);
     const progress = await createProgress({
@@ -259,8 +261,10 @@ async function run(argv: string[]): Promise<number> {
       gid: process.getgid?.() ?? 1000,
       // The report's duration is the whole command's, node's own start included.
       startedAt: Math.round(performance.timeOrigin),
+      whileAgentRuns: () => void loadRender().catch(() => undefined),
     });
     progress.stop();
+    const render = await loadRender();
     process.stdout.write(config.json ? render.renderReportJson(result.report) : render.renderReportTable(result.report, { color: stdoutColor(config.json) }));
     return result.exitCode;
   } catch (error) {

@@ -37,11 +37,11 @@ import { connectDocker, connectOptionsFor, type DockerConnection } from './docke
 import { ensureImage, PROJECT_BASE_ARG, PROJECT_IMAGE_REPOSITORY, type EnsuredImage, type ImageSpec } from './docker/image.js';
 import { AgentContainer, agentProcessMark, DaemonLostError, FIREWALL_EXIT_CODE, MCP_CONFIG_PATH, type ContainerExit, type WorkspaceSpec } from './docker/container.js';
 import { ByteLineSplitter, LineSplitter } from './stream/lines.js';
-import { defuseGitEntries, snapshotGitEntries } from './git/guard.js';
+import { defuseGitEntries, snapshotGitEntries, type GitEntry } from './git/guard.js';
 import { RunLog, runsRoot } from './report/run-log.js';
 import { acquireRepoLock, lockHolder, type RepoLock, type RepoLockInfo } from './run-lock.js';
 import { collectGarbage } from './gc.js';
-import type { RunReport, RunStatus, VerifyResult } from './report/types.js';
+import type { ChangeSummary, RunReport, RunStatus, VerifyResult } from './report/types.js';
 import type { Progress } from './ui/progress.js';
 import { PACKAGE_ROOT, VERSION } from './version.js';
 
@@ -72,6 +72,11 @@ export interface RunContext {
   gid: number;
   /** When the run began, in ms since the epoch (the CLI: its process start); default: when runTask is called. */
   startedAt?: number;
+  /**
+   * Called once the agent's container has started: work the caller needs only after the run (e.g. loading
+   * the report's modules) is done then, while the tool waits, instead of before the agent starts or after it ends.
+   */
+  whileAgentRuns?: () => void;
 }
 
 /** A finished run: its report and the exit code it maps to. */
@@ -204,9 +209,16 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
   throwIfAborted(context.signal);
 
   const runId = newRunId(new Date());
-  // Containers whose agent-worker died (kill -9) are removed first.
-  const swept = await collectGarbage(docker.docker, { all: false }).catch((error: unknown) => (log('gc: %s', errorMessage(error)), []));
-  if (swept.length > 0) context.notice(`Removed ${swept.length} container(s) left by agent-worker runs that died: ${swept.map((c) => c.runId).join(', ')}`);
+  // The image is checked (or built) and containers whose agent-worker died (kill -9) are removed while
+  // the run is set up; a failure is raised where it is awaited, inside the try below.
+  const imageReady = prepareImage(docker, plugin, config, context);
+  imageReady.catch(() => undefined);
+  const sweeping = collectGarbage(docker.docker, { all: false }).then(
+    (swept) => {
+      if (swept.length > 0) context.notice(`Removed ${swept.length} container(s) left by agent-worker runs that died: ${swept.map((c) => c.runId).join(', ')}`);
+    },
+    (error: unknown) => log('gc: %s', errorMessage(error)),
+  );
   const head = repo.head;
   const base = busy?.baseCommit ?? head.commit;
   let lock: RepoLock | undefined;
@@ -222,15 +234,29 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
   const agentEnv = plugin.env(credentials);
   const runLog = await RunLog.open(runsRoot(context.env), runId, Object.values(agentEnv.secret));
   runLog.note(`run ${runId}: agent-worker ${VERSION}, project ${repo.root}, branch ${branch}, daemon ${docker.info.endpoint}, workspace ${workspace}`);
-  await runLog.writeInfo({ runId, project: repo.root, branch, agentType: plugin.name, pid: process.pid, host: os.hostname(), startedAt: new Date(started).toISOString(), toolVersion: VERSION, workspace });
-  const scratch = await mkdtemp(path.join(os.tmpdir(), `agent-worker-${runId}-`));
+  const [scratch] = await Promise.all([
+    mkdtemp(path.join(os.tmpdir(), `agent-worker-${runId}-`)),
+    runLog.writeInfo({ runId, project: repo.root, branch, agentType: plugin.name, pid: process.pid, host: os.hostname(), startedAt: new Date(started).toISOString(), toolVersion: VERSION, workspace }),
+  ]);
 
   const message = commitMessage(config.task, runId, 'success');
   let workspaceSpec: WorkspaceSpec;
+  // Mount mode: the branch is created and checked out while the container is created (it only has to be
+  // there when the container starts), and the .git entries in the work tree are recorded before the agent
+  // runs (checking out the base commit, which is HEAD in mount mode, changes none).
+  let gitEntriesBefore: Map<string, GitEntry> | undefined;
+  let branchCreated = false;
+  let branchReady: Promise<void> | undefined;
   if (workspace === 'mount') {
-    await createBranch(repo, branch, base);
-    runLog.note(`base commit ${base}; created and checked out ${branch}`);
-    workspaceSpec = { mode: 'mount', workTree: repo.root, gitDir: path.join(repo.root, '.git'), extraReadOnly: await linkedGitDirs(repo) };
+    branchReady = Promise.all([
+      snapshotGitEntries(repo.root).then((entries) => void (gitEntriesBefore = entries)),
+      createBranch(repo, branch, base).then(() => {
+        branchCreated = true;
+        runLog.note(`base commit ${base}; created and checked out ${branch}`);
+      }),
+    ]).then(() => undefined);
+    branchReady.catch(() => undefined);
+    workspaceSpec = { mode: 'mount', workTree: repo.root, gitDir: path.join(repo.root, '.git') };
   } else {
     const bundleFile = path.join(scratch, 'repo.bundle');
     const bundleRef = `refs/agent-worker/runs/${runId}`;
@@ -248,24 +274,34 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
     runLog.note(`warning: ${text}`);
     context.notice(`agent-worker: warning: ${text}`, 'warning');
   };
-  const gitEntriesBefore = workspace === 'mount' ? await snapshotGitEntries(repo.root) : undefined;
+  /** The changes base..head, read by {@link keepWork} ahead of the report. */
+  let changesAt: { head: string; changes: Promise<ChangeSummary> } | undefined;
   /** Puts the agent's work on the branch (copy mode: fetched from the stopped container). */
-  const keepWork = async (status: RunStatus): Promise<string> => {
+  const keepWork = async (finalStatus: RunStatus): Promise<string> => {
     if (workspace === 'copy') return bringBackCopy(repo, container, scratch, branch, base, runLog);
     // Before any host git command looks at the tree: nested repositories the agent planted could make it run their config.
     const moved = await defuseGitEntries(repo.root, gitEntriesBefore ?? new Map(), path.join(runLog.dir, 'quarantine'));
     if (moved.length > 0) {
       warn(`moved ${moved.length} .git entr${moved.length === 1 ? 'y' : 'ies'} the agent created or changed in the work tree to ${path.join(runLog.dir, 'quarantine')} (nested repositories are not committed): ${moved.join(', ')}`);
     }
-    const headCommit = await commitAll(repo, commitMessage(config.task, runId, status));
-    const leftOver = (await statusEntries(repo, ['--ignore-submodules=none'])).map((entry) => entry.slice(3));
+    // Once committed, the report's diff and the tree's status are read while HEAD's id is.
+    let changes: Promise<ChangeSummary> | undefined;
+    let treeStatus: Promise<string[]> | undefined;
+    const headCommit = await commitAll(repo, commitMessage(config.task, runId, finalStatus), () => {
+      changes = diffChanges(repo, base, 'HEAD');
+      changes.catch(() => undefined);
+      treeStatus = statusEntries(repo, ['--ignore-submodules=none']);
+      treeStatus.catch(() => undefined);
+    });
+    if (changes) changesAt = { head: headCommit, changes };
+    const leftOver = (await (treeStatus ?? statusEntries(repo, ['--ignore-submodules=none']))).map((entry) => entry.slice(3));
     if (leftOver.length > 0) {
       warn(`changes inside ${leftOver.join(', ')} are in the working tree but not on the branch (a submodule's changes must be committed in the submodule)`);
     }
     return headCommit;
   };
   try {
-    const image = await prepareImage(docker, plugin, config, context);
+    const image = await imageReady;
     runLog.note(`image ${image.tag} ${image.built ? 'built' : 'reused'} in ${image.buildMs} ms${image.dockerfile ? ` (project Dockerfile ${image.dockerfile})` : ''}`);
     throwIfAborted(context.signal);
 
@@ -279,11 +315,12 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
     const plainEnv: Record<string, string> = { ...agentEnv.plain };
     if (config.caCert) plainEnv.NODE_EXTRA_CA_CERTS = '/etc/ssl/certs/ca-certificates.crt';
     if (config.debug) plainEnv.AW_DEBUG = '1';
+    await sweeping;
     container = await AgentContainer.create(docker.docker, {
       image: image.tag,
       runId,
       toolVersion: VERSION,
-      workspace: workspaceSpec,
+      workspace: workspaceSpec.mode === 'mount' ? { ...workspaceSpec, extraReadOnly: await linkedGitDirs(repo) } : workspaceSpec,
       project: repo.root,
       uid: context.uid,
       gid: context.gid,
@@ -304,6 +341,7 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
       limits: { memoryBytes: config.memoryBytes, cpus: config.cpus, pidsLimit: config.pidsLimit },
     });
     runLog.note(`container ${container.shortId} created`);
+    await branchReady;
     throwIfAborted(context.signal);
 
     context.progress.phase('Agent running');
@@ -336,6 +374,7 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
     if (workspace === 'copy') await checkoutIfFree(repo, branch, runLog, context.env, runId, base);
     const report = await buildReport({
       ...{ repo, runId, branch, base, headCommit, status, exit, outcome, config, started, plugin, agentWallMs },
+      changes: changesAt?.head === headCommit ? changesAt.changes : undefined,
       image,
       logDir: runLog.dir,
       warnings,
@@ -349,7 +388,9 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
     context.progress.fail();
     runLog.note(`failed: ${errorMessage(error)}`);
     if (!agentStarted) {
-      if (workspace === 'mount') await abandonBranch(repo, branch, head).catch((undoError: unknown) => log('abandon branch: %s', errorMessage(undoError)));
+      // Whatever else failed, the branch is not switched or deleted under a git command still running.
+      await branchReady?.catch(() => undefined);
+      if (branchCreated) await abandonBranch(repo, branch, head).catch((undoError: unknown) => log('abandon branch: %s', errorMessage(undoError)));
     } else if (!(await branchExists(repo, branch))) {
       // The agent ran: keep whatever can be kept on the branch (nothing can come from a lost daemon).
       if (!(error instanceof DaemonLostError)) {
@@ -537,7 +578,7 @@ export async function runAgent(
   plugin: AgentPlugin,
   runLog: RunLog,
   config: Pick<RunConfig, 'timeoutSeconds'>,
-  context: Pick<RunContext, 'progress' | 'signal'>,
+  context: Pick<RunContext, 'progress' | 'signal' | 'whileAgentRuns'>,
   afterResultGraceMs = AFTER_RESULT_GRACE_MS,
 ): Promise<{ exit: ContainerExit; outcome: AgentOutcome; stderrTail: string[]; agentWallMs: number | null }> {
   const parser = plugin.createParser();
@@ -598,6 +639,7 @@ export async function runAgent(
   const exit = await container.run({
     timeoutMs: config.timeoutSeconds * 1000,
     signal: context.signal,
+    onStarted: context.whileAgentRuns,
     sinks: {
       stdout: (chunk) => splitter.push(chunk),
       stderr: (chunk) => {
@@ -633,9 +675,11 @@ async function buildReport(input: {
   warnings: string[];
   verify: VerifyResult | null;
   agentWallMs: number | null;
+  /** The changes base..headCommit when already being read; default: read here. */
+  changes?: Promise<ChangeSummary>;
 }): Promise<RunReport> {
   const { repo, outcome, headCommit } = input;
-  const changes = await diffChanges(repo, input.base, headCommit);
+  const changes = await (input.changes ?? diffChanges(repo, input.base, headCommit));
   return {
     runId: input.runId,
     status: input.status,

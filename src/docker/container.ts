@@ -236,10 +236,11 @@ export class AgentContainer {
 
   /**
    * Attaches to the output, starts the container and waits for it to end, killing it at
-   * `timeoutMs` or when `signal` aborts. Output reaches `sinks` as it arrives.
+   * `timeoutMs` or when `signal` aborts. Output reaches `sinks` as it arrives; `onStarted` is called once
+   * the container has started.
    * @throws DockerError when the daemon fails (the container is left for {@link remove}).
    */
-  async run(options: { sinks: OutputSinks; timeoutMs: number; signal?: AbortSignal; heartbeatMs?: number }): Promise<ContainerExit> {
+  async run(options: { sinks: OutputSinks; timeoutMs: number; signal?: AbortSignal; heartbeatMs?: number; onStarted?: () => void }): Promise<ContainerExit> {
     // Hijacked (`Upgrade: tcp`), the attach stream is the raw connection: read straight into one buffer
     // per socket read. As a chunked HTTP response, Node's parser copied every body piece into an
     // ArrayBuffer of its own, thousands per 100 MB, which kept the tool's peak memory growing with the
@@ -256,6 +257,7 @@ export class AgentContainer {
     const waiting = this.container.wait({ condition: 'next-exit' });
     await this.container.start();
     log('started container %s', this.shortId);
+    options.onStarted?.();
 
     let reason: ContainerExit['reason'] = 'exited';
     let timer: NodeJS.Timeout | undefined;

@@ -7,7 +7,6 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { pack } from 'tar-fs';
 import type Docker from 'dockerode';
 import createDebug from 'debug';
 import { ImageBuildError, errorMessage } from '../errors.js';
@@ -220,6 +219,8 @@ async function buildImage(
   options: { force: boolean; onProgress?: BuildProgress; signal?: AbortSignal },
 ): Promise<void> {
   const caPem = spec.caPem;
+  // Loaded here: a run whose image is cached never needs it.
+  const { pack } = await import('tar-fs');
   const context =
     caPem === undefined
       ? pack(spec.contextDir)

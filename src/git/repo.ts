@@ -14,6 +14,11 @@ const log = createDebug('agent-worker:git');
 /** Config given to every host git command. */
 const SAFE_CONFIG = ['core.hooksPath=/dev/null', 'core.fsmonitor=false', 'commit.gpgSign=false'];
 
+// Latency: simple-git waits 50 ms more after a git command that printed nothing (its completion detection,
+// src/lib/plugins/completion-detection.plugin.ts), so commands on a run's path are given a form that
+// prints (no --quiet, status with its --branch header, add --verbose): five silent commands were a quarter
+// of a second of every run (`npm run bench`, warm-run overhead).
+
 /** Identity used for the commit only when the user's git config has none. */
 const FALLBACK_IDENTITY = { name: 'agent-worker', email: 'agent-worker@localhost' };
 
@@ -39,7 +44,8 @@ function gitAt(dir: string): SimpleGit {
 }
 
 /**
- * Opens `dir` as a git work tree with at least one commit, and reads its HEAD (two git processes).
+ * Opens `dir` as a git work tree with at least one commit, and reads its HEAD (one git process; two more
+ * to tell the failures apart).
  * @returns the repo at the work tree's top level (a subdirectory resolves to its repository).
  * @throws PreflightError (exit {@link ExitCode.notARepo}) when `dir` is missing, not in a work tree, bare, or has no commit.
  */
@@ -49,6 +55,15 @@ export async function openRepo(dir: string): Promise<Repo> {
     git = gitAt(dir);
   } catch (error) {
     throw new PreflightError(`${dir} does not exist or is not a directory.`, ExitCode.notARepo, 'Pass the repository with --project <path>.', { cause: error });
+  }
+  // The usual case in one git process: a work tree with a commit.
+  try {
+    const [inside, top, commit, branch] = (await git.raw(['rev-parse', '--is-inside-work-tree', '--show-toplevel', 'HEAD^{commit}', '--abbrev-ref', 'HEAD'])).split('\n');
+    if (inside === 'true' && top && commit && /^[0-9a-f]{40}([0-9a-f]{24})?$/.test(commit)) {
+      return { root: top, git: gitAt(top), head: { commit, branch: branch && branch !== 'HEAD' ? branch : undefined } };
+    }
+  } catch {
+    // Told apart below.
   }
   let root: string;
   try {
@@ -96,7 +111,8 @@ export async function assertClean(repo: Repo): Promise<void> {
  * listed. Only call this once nested repositories are defused ({@link ./guard.ts}): status runs inside them.
  */
 export async function statusEntries(repo: Repo, extra: string[] = []): Promise<string[]> {
-  const status = await repo.git.raw(['status', '--porcelain=v1', '-z', '--untracked-files=all', ...extra]);
+  // --branch: the `## <branch>` header, which the filter drops, makes it print (see the latency note above).
+  const status = await repo.git.raw(['status', '--porcelain=v1', '--branch', '-z', '--untracked-files=all', ...extra]);
   return status.split('\0').filter((entry) => /^[ MADRCUT?!]{2} /.test(entry));
 }
 
@@ -108,14 +124,16 @@ export async function assertNewBranch(repo: Repo, branch: string): Promise<void>
   const invalid = (): PreflightError =>
     new PreflightError(`${JSON.stringify(branch)} is not a valid branch name.`, ExitCode.badBranch, 'Pass another name with --branch (see `git check-ref-format --help`).');
   if (branch.startsWith('-') || branch === 'HEAD' || branch.startsWith('@')) throw invalid();
-  try {
-    const normalized = (await repo.git.raw(['check-ref-format', '--branch', branch])).trim();
-    if (normalized !== branch) throw invalid();
-  } catch (error) {
-    if (error instanceof PreflightError) throw error;
-    throw invalid();
-  }
-  if (await branchExists(repo, branch)) {
+  // Both at once: whether a name that is not valid "exists" does not matter.
+  const [normalized, exists] = await Promise.all([
+    repo.git.raw(['check-ref-format', '--branch', branch]).then(
+      (output) => output.trim(),
+      () => undefined,
+    ),
+    branchExists(repo, branch),
+  ]);
+  if (normalized !== branch) throw invalid();
+  if (exists) {
     throw new PreflightError(`Branch ${branch} already exists in ${repo.root}.`, ExitCode.badBranch, 'Pass a new name with --branch, or delete the old branch (`git branch -D ' + branch + '`).');
   }
 }
@@ -134,7 +152,7 @@ export async function branchExists(repo: Repo, branch: string): Promise<boolean>
 /** Creates `branch` at `base` and checks it out. */
 export async function createBranch(repo: Repo, branch: string, base: string): Promise<void> {
   log('create branch %s at %s', branch, base);
-  await repo.git.raw(['checkout', '--quiet', '-b', branch, base]);
+  await repo.git.raw(['checkout', '-b', branch, base]);
 }
 
 /**
@@ -143,7 +161,7 @@ export async function createBranch(repo: Repo, branch: string, base: string): Pr
  */
 export async function abandonBranch(repo: Repo, branch: string, previous: HeadState): Promise<void> {
   log('abandon branch %s, back to %s', branch, previous.branch ?? previous.commit);
-  await repo.git.raw(['checkout', '--quiet', previous.branch ?? previous.commit]);
+  await repo.git.raw(['checkout', previous.branch ?? previous.commit]);
   const tip = (await repo.git.raw(['rev-parse', '--verify', `refs/heads/${branch}`])).trim();
   if (tip === previous.commit) await repo.git.raw(['branch', '-D', branch]);
 }
@@ -152,19 +170,21 @@ export async function abandonBranch(repo: Repo, branch: string, previous: HeadSt
  * Commits everything in the work tree (new files included, `.gitignore` respected) onto the
  * checked-out branch. Does nothing when there is nothing to commit.
  * @param message full commit message.
+ * @param onCommitted called once HEAD holds the commit, before its id is read (work that reads HEAD can start).
  * @returns the commit id of HEAD afterwards.
  * @throws AgentWorkerError (exit {@link ExitCode.collect}) when git fails.
  */
-export async function commitAll(repo: Repo, message: string): Promise<string> {
+export async function commitAll(repo: Repo, message: string, onCommitted?: () => void): Promise<string> {
   try {
     // A stale index.lock can only come from a git process that died; the agent cannot write .git.
-    const [identity] = await Promise.all([missingIdentityEnv(repo), repo.git.raw(['add', '--all', '--', '.'])]);
+    const [identity] = await Promise.all([missingIdentityEnv(repo), repo.git.raw(['add', '--all', '--verbose', '--', '.'])]);
     const staged = await repo.git.raw(['diff', '--cached', '--name-only', '-z']);
     if (staged.length > 0) {
       const git = identity ? repo.git.env({ ...process.env, ...identity }) : repo.git;
-      await git.raw(['commit', '--quiet', '--no-verify', '--no-gpg-sign', '-m', message]);
+      await git.raw(['commit', '--no-verify', '--no-gpg-sign', '-m', message]);
       log('committed %d path(s)', staged.split('\0').filter(Boolean).length);
     }
+    onCommitted?.();
     return (await repo.git.raw(['rev-parse', '--verify', 'HEAD^{commit}'])).trim();
   } catch (error) {
     throw new AgentWorkerError(`Committing the agent's work failed: ${errorMessage(error)}`, ExitCode.collect, `The changes are still in the working tree of ${repo.root}; commit them by hand.`, { cause: error });
@@ -243,7 +263,7 @@ export async function createBranchAt(repo: Repo, branch: string, commit: string)
 
 /** Checks out an existing branch (hooks disabled). */
 export async function checkoutBranch(repo: Repo, branch: string): Promise<void> {
-  await repo.git.raw(['checkout', '--quiet', branch]);
+  await repo.git.raw(['checkout', branch]);
 }
 
 /** The committer identity git would use here (config, else agent-worker's fallback). */
