@@ -16,9 +16,10 @@
  * measure the tool, not a model. The CLI under test is the built `dist/src/cli.js` (`npm run bench` builds it).
  *
  * Environment: BENCH_REPS (warm runs and diff/cache repetitions, default 5), BENCH_MEMORY_REPS (runs of
- * each size for the memory figure, default 3), BENCH_ONLY (comma-separated figure ids to run:
- * warm,cold,startup,memory,cache,diff; default all), AGENT_WORKER_TEST_CA_CERT (CA bundle for the image,
- * default /etc/ssl/certs/ca-certificates.crt, as the tests use).
+ * each size for the memory figure, default 3), BENCH_TIMELINE=1 (print each warm run's debug timeline),
+ * BENCH_ONLY (comma-separated figure ids to run: warm,cold,startup,memory,cache,diff; default all),
+ * AGENT_WORKER_TEST_CA_CERT (CA bundle for the image, default /etc/ssl/certs/ca-certificates.crt, as the
+ * tests use).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, statSync, writeFileSync } from 'node:fs';
@@ -37,6 +38,8 @@ const REPS = Number(process.env.BENCH_REPS ?? 5);
 const STARTUP_REPS = 20;
 /** Runs of each size for the memory figure (a 200 MB run takes ~15 s). */
 const MEMORY_REPS = Number(process.env.BENCH_MEMORY_REPS ?? 3);
+/** Print each warm run's debug timeline (the CLI runs with DEBUG=agent-worker:*, which costs a little). */
+const TIMELINE = process.env.BENCH_TIMELINE === '1';
 const ONLY = new Set((process.env.BENCH_ONLY ?? 'warm,cold,startup,memory,cache,diff').split(',').map((id) => id.trim()));
 const API_KEY = 'sk-ant-bench-0123456789abcdef';
 const RESULTS_FILE = path.join(import.meta.dirname, 'results.json');
@@ -100,15 +103,16 @@ interface AgentRun {
   wallMs: number;
 }
 
-async function runAgent(repo: string, script: ScriptedTurn[], extra: string[]): Promise<AgentRun> {
+async function runAgent(repo: string, script: ScriptedTurn[], extra: string[], env: Record<string, string> = {}): Promise<AgentRun> {
   const fixture = await startFakeAnthropic({ host: await bridgeGateway(), script });
   try {
     const stateDir = tempDir('aw-bench-state-');
     scratch.push(stateDir);
     const started = performance.now();
+    spawnedAt = Date.now();
     const result = await runCli(['--project', repo, '--base-url', `http://host.docker.internal:${fixture.port}`, '--ca-cert', TEST_CA_CERT, '--json', ...extra], {
       cwd: repo,
-      env: { XDG_STATE_HOME: stateDir, ANTHROPIC_API_KEY: API_KEY },
+      env: { XDG_STATE_HOME: stateDir, ANTHROPIC_API_KEY: API_KEY, ...env },
       timeoutMs: 900_000,
     });
     const wallMs = performance.now() - started;
@@ -119,6 +123,26 @@ async function runAgent(repo: string, script: ScriptedTurn[], extra: string[]): 
   } finally {
     await fixture.close();
   }
+}
+
+/** When the last {@link runAgent} spawned the CLI, ms since the epoch (for {@link timeline}). */
+let spawnedAt = 0;
+
+/**
+ * BENCH_TIMELINE=1: the CLI's debug lines (`DEBUG=agent-worker:*`, timestamped when stderr is not a
+ * terminal) as milliseconds since the CLI was spawned, so a warm run's overhead can be taken apart.
+ */
+function timeline(stderr: string): string {
+  const lines: string[] = [];
+  let previous = spawnedAt;
+  for (const line of stderr.split('\n')) {
+    const match = /^(\d{4}-\d\d-\d\dT[\d:.]+Z) (.*)$/.exec(line);
+    if (!match) continue;
+    const at = Date.parse(match[1]!);
+    lines.push(`  ${String(at - spawnedAt).padStart(6)} ms  +${String(at - previous).padStart(5)}  ${match[2]!.slice(0, 110)}`);
+    previous = at;
+  }
+  return lines.join('\n');
 }
 
 /** What a failed run's report and logs say (status, the agent's stderr tail, the stream's last line), for the error. */
@@ -205,7 +229,7 @@ async function benchWarmAndCold(): Promise<void> {
   if (ONLY.has('warm')) {
     for (let rep = 0; rep < REPS; rep += 1) {
       const repo = fourTurnRepo();
-      const run = await runAgent(repo, fourTurnScript(), ['--branch', `bench-warm-${rep}`, '--task', 'Add the answer module, reword line2, delete old.txt']);
+      const run = await runAgent(repo, fourTurnScript(), ['--branch', `bench-warm-${rep}`, '--task', 'Add the answer module, reword line2, delete old.txt'], TIMELINE ? { DEBUG: 'agent-worker:*' } : {});
       if (run.report.image.built) throw new Error('the warm run built the image');
       // The agent process's own wall time, start to exit, as the report gives it (agent.wallMs).
       const agent = run.report.agent.wallMs;
@@ -221,6 +245,7 @@ async function benchWarmAndCold(): Promise<void> {
       });
       baseline.push(base);
       progress(`warm run ${rep + 1}/${REPS}: tool ${Math.round(run.wallMs)} ms, agent ${agent} ms, overhead ${Math.round(run.wallMs - agent)} ms; baseline ${Math.round(base)} ms`);
+      if (TIMELINE) progress(`timeline (ms since spawn, + since the line before):\n${timeline(run.result.stderr)}`);
     }
     addFigure({
       id: 'warm',

@@ -310,18 +310,18 @@ export class AgentContainer {
       timer = undefined;
       options.signal?.removeEventListener('abort', onAbort);
     }
-    await Promise.race([ended, new Promise((resolve) => setTimeout(resolve, OUTPUT_DRAIN_MS).unref())]);
+    // The container's final state is read while the rest of its output drains.
+    const [, state] = await Promise.all([
+      Promise.race([ended, new Promise((resolve) => setTimeout(resolve, OUTPUT_DRAIN_MS).unref())]),
+      this.container.inspect().then(
+        (info) => info.State,
+        () => undefined, // Already gone: nothing more to learn.
+      ),
+    ]);
     if (demux.partial) log('container %s: the output stream ended inside a frame', this.shortId);
-    let oomKilled = false;
-    let finishedAt: number | undefined;
-    try {
-      const state = (await this.container.inspect()).State;
-      oomKilled = Boolean(state?.OOMKilled);
-      const finished = Date.parse(state?.FinishedAt ?? '');
-      if (finished > 0) finishedAt = finished;
-    } catch {
-      // Already gone: nothing more to learn.
-    }
+    const oomKilled = Boolean(state?.OOMKilled);
+    const finished = Date.parse(state?.FinishedAt ?? '');
+    const finishedAt = finished > 0 ? finished : undefined;
     if (stopping) await withTimeout(stopping, HEARTBEAT_TIMEOUT_MS, 'the stop request').catch(() => undefined);
     const exitCode = reason === 'exited' ? (status.StatusCode ?? null) : null;
     log('container %s ended: %s, exit %s', this.shortId, reason, status.StatusCode);
