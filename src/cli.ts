@@ -221,6 +221,10 @@ async function main(argv: string[]): Promise<number> {
 
 /** `agent-worker [options]`: runs one task and prints its report. */
 async function run(argv: string[]): Promise<number> {
+  // The pipeline's modules load while the flags are parsed and the configuration is read; the report's,
+  // while the agent runs.
+  const modules = Promise.all([import('debug'), import('./run.js'), import('./ui/progress.js')]);
+  modules.catch(() => undefined);
   const program = await buildProgram('agent-worker', 'Run an autonomous coding agent in a Docker container against a git repository; get back a branch and a report.');
   const flags = parseFlags(program, argv);
   if (typeof flags === 'number') return flags;
@@ -236,9 +240,6 @@ async function run(argv: string[]): Promise<number> {
   };
   for (const signal of HANDLED_SIGNALS) process.on(signal, onSignal);
 
-  // The pipeline's modules load while the configuration is read; the report's, while the agent runs.
-  const modules = Promise.all([import('debug'), import('./run.js'), import('./ui/progress.js')]);
-  modules.catch(() => undefined);
   let renderModule: Promise<typeof import('./report/render.js')> | undefined;
   const loadRender = (): Promise<typeof import('./report/render.js')> => (renderModule ??= import('./report/render.js'));
   try {
