@@ -43,6 +43,7 @@ const TIMELINE = process.env.BENCH_TIMELINE === '1';
 const ONLY = new Set((process.env.BENCH_ONLY ?? 'warm,cold,startup,memory,cache,diff').split(',').map((id) => id.trim()));
 const API_KEY = 'sk-ant-bench-0123456789abcdef';
 const RESULTS_FILE = path.join(import.meta.dirname, 'results.json');
+const FLOOR_SCRIPT = path.join(import.meta.dirname, 'node-floor.mjs');
 
 /** One row of the table, and its raw data in results.json. */
 interface Figure {
@@ -58,7 +59,8 @@ interface Figure {
   /** Pass when ratio ≤ target. */
   target: number;
   targetText: string;
-  samples: { ours: number[]; baseline?: number[] };
+  /** Raw values, in `unit`; `floor`: the warm figure's bare-node floor (context, not part of the ratio). */
+  samples: { ours: number[]; baseline?: number[]; floor?: number[] };
   note?: string;
 }
 
@@ -220,6 +222,7 @@ async function benchWarmAndCold(): Promise<void> {
   const warmWall: number[] = [];
   const agentMs: number[] = [];
   const baseline: number[] = [];
+  const floor: number[] = [];
   let tag = '';
   if (ONLY.has('warm') || ONLY.has('cold')) {
     // One unmeasured run first: makes sure the image exists and warms the page cache and the daemon.
@@ -244,7 +247,9 @@ async function benchWarmAndCold(): Promise<void> {
         execFileSync('git', ['branch', `bench-baseline-${rep}`], { cwd: repo, stdio: 'ignore' });
       });
       baseline.push(base);
-      progress(`warm run ${rep + 1}/${REPS}: tool ${Math.round(run.wallMs)} ms, agent ${agent} ms, overhead ${Math.round(run.wallMs - agent)} ms; baseline ${Math.round(base)} ms`);
+      // Context, not the figure: the same work done by a bare node process (raw Docker API, no library).
+      floor.push(timeSync(() => execFileSync(process.execPath, [FLOOR_SCRIPT, run.report.image.tag, repo, `bench-floor-${rep}`], { stdio: 'ignore' })));
+      progress(`warm run ${rep + 1}/${REPS}: tool ${Math.round(run.wallMs)} ms, agent ${agent} ms, overhead ${Math.round(run.wallMs - agent)} ms; baseline ${Math.round(base)} ms; node floor ${Math.round(floor[floor.length - 1]!)} ms`);
       if (TIMELINE) progress(`timeline (ms since spawn, + since the line before):\n${timeline(run.result.stderr)}`);
     }
     addFigure({
@@ -255,8 +260,10 @@ async function benchWarmAndCold(): Promise<void> {
       unit: 'ms',
       target: 1.5,
       targetText: '≤ 1.5',
-      samples: { ours: overhead, baseline },
-      note: `tool wall time − the agent process's wall time (report agent.wallMs); tool wall median ${Math.round(median(warmWall))} ms, agent median ${Math.round(median(agentMs))} ms`,
+      samples: { ours: overhead, baseline, floor },
+      note:
+        `tool wall time − the agent process's wall time (report agent.wallMs); tool wall median ${Math.round(median(warmWall))} ms, agent median ${Math.round(median(agentMs))} ms; ` +
+        `node floor (bench/node-floor.mjs: the baseline's work by a bare node process, raw Docker API) ${Math.round(median(floor))} ms = ${(median(floor) / median(baseline)).toFixed(2)} × the baseline`,
     });
   }
   if (ONLY.has('cold')) {
