@@ -103,6 +103,8 @@ interface AgentRun {
   report: RunReport;
   /** Wall time of the CLI process, spawn to exit, ms. */
   wallMs: number;
+  /** When the CLI was spawned, ms since the epoch (for {@link timeline}). */
+  spawnedAt: number;
 }
 
 async function runAgent(repo: string, script: ScriptedTurn[], extra: string[], env: Record<string, string> = {}): Promise<AgentRun> {
@@ -111,7 +113,7 @@ async function runAgent(repo: string, script: ScriptedTurn[], extra: string[], e
     const stateDir = tempDir('aw-bench-state-');
     scratch.push(stateDir);
     const started = performance.now();
-    spawnedAt = Date.now();
+    const spawnedAt = Date.now();
     const result = await runCli(['--project', repo, '--base-url', `http://host.docker.internal:${fixture.port}`, '--ca-cert', TEST_CA_CERT, '--json', ...extra], {
       cwd: repo,
       env: { XDG_STATE_HOME: stateDir, ANTHROPIC_API_KEY: API_KEY, ...env },
@@ -121,20 +123,17 @@ async function runAgent(repo: string, script: ScriptedTurn[], extra: string[], e
     if (result.code !== 0 || !result.stdout.trim().startsWith('{')) {
       throw new Error(`agent-worker exited ${result.code} (${result.signal ?? 'no signal'}):\n${result.stderr.slice(-3000)}\n${failureDetail(result.stdout)}`);
     }
-    return { result, report: JSON.parse(result.stdout) as RunReport, wallMs };
+    return { result, report: JSON.parse(result.stdout) as RunReport, wallMs, spawnedAt };
   } finally {
     await fixture.close();
   }
 }
 
-/** When the last {@link runAgent} spawned the CLI, ms since the epoch (for {@link timeline}). */
-let spawnedAt = 0;
-
 /**
  * BENCH_TIMELINE=1: the CLI's debug lines (`DEBUG=agent-worker:*`, timestamped when stderr is not a
  * terminal) as milliseconds since the CLI was spawned, so a warm run's overhead can be taken apart.
  */
-function timeline(stderr: string): string {
+function timeline(stderr: string, spawnedAt: number): string {
   const lines: string[] = [];
   let previous = spawnedAt;
   for (const line of stderr.split('\n')) {
@@ -250,7 +249,7 @@ async function benchWarmAndCold(): Promise<void> {
       // Context, not the figure: the same work done by a bare node process (raw Docker API, no library).
       floor.push(timeSync(() => execFileSync(process.execPath, [FLOOR_SCRIPT, run.report.image.tag, repo, `bench-floor-${rep}`], { stdio: 'ignore' })));
       progress(`warm run ${rep + 1}/${REPS}: tool ${Math.round(run.wallMs)} ms, agent ${agent} ms, overhead ${Math.round(run.wallMs - agent)} ms; baseline ${Math.round(base)} ms; node floor ${Math.round(floor[floor.length - 1]!)} ms`);
-      if (TIMELINE) progress(`timeline (ms since spawn, + since the line before):\n${timeline(run.result.stderr)}`);
+      if (TIMELINE) progress(`timeline (ms since spawn, + since the line before):\n${timeline(run.result.stderr, run.spawnedAt)}`);
     }
     addFigure({
       id: 'warm',

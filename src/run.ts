@@ -244,12 +244,13 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
   // Mount mode: the branch is created and checked out while the container is created (it only has to be
   // there when the container starts), and the .git entries in the work tree are recorded before the agent
   // runs (checking out the base commit, which is HEAD in mount mode, changes none).
-  let gitEntriesBefore: Map<string, GitEntry> | undefined;
+  let gitEntriesBefore: Promise<Map<string, GitEntry>> | undefined;
   let branchCreated = false;
   let branchReady: Promise<void> | undefined;
   if (workspace === 'mount') {
+    gitEntriesBefore = snapshotGitEntries(repo.root);
     branchReady = Promise.all([
-      snapshotGitEntries(repo.root).then((entries) => void (gitEntriesBefore = entries)),
+      gitEntriesBefore,
       createBranch(repo, branch, base).then(() => {
         branchCreated = true;
         runLog.note(`base commit ${base}; created and checked out ${branch}`);
@@ -274,31 +275,32 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
     runLog.note(`warning: ${text}`);
     context.notice(`agent-worker: warning: ${text}`, 'warning');
   };
-  /** The changes base..head, read by {@link keepWork} ahead of the report. */
-  let changesAt: { head: string; changes: Promise<ChangeSummary> } | undefined;
-  /** Puts the agent's work on the branch (copy mode: fetched from the stopped container). */
-  const keepWork = async (finalStatus: RunStatus): Promise<string> => {
-    if (workspace === 'copy') return bringBackCopy(repo, container, scratch, branch, base, runLog);
+  /**
+   * Puts the agent's work on the branch (copy mode: fetched from the stopped container) and returns its
+   * head commit, and in mount mode the changes base..head, already being read for the report.
+   */
+  const keepWork = async (finalStatus: RunStatus): Promise<{ headCommit: string; changes?: Promise<ChangeSummary> }> => {
+    if (workspace === 'copy') return { headCommit: await bringBackCopy(repo, container, scratch, branch, base, runLog) };
     // Before any host git command looks at the tree: nested repositories the agent planted could make it run their config.
-    const moved = await defuseGitEntries(repo.root, gitEntriesBefore ?? new Map(), path.join(runLog.dir, 'quarantine'));
+    const moved = await defuseGitEntries(repo.root, (await gitEntriesBefore) ?? new Map(), path.join(runLog.dir, 'quarantine'));
     if (moved.length > 0) {
       warn(`moved ${moved.length} .git entr${moved.length === 1 ? 'y' : 'ies'} the agent created or changed in the work tree to ${path.join(runLog.dir, 'quarantine')} (nested repositories are not committed): ${moved.join(', ')}`);
     }
     // Once committed, the report's diff and the tree's status are read while HEAD's id is.
-    let changes: Promise<ChangeSummary> | undefined;
-    let treeStatus: Promise<string[]> | undefined;
+    let afterCommit: { changes: Promise<ChangeSummary>; status: Promise<string[]> } | undefined;
     const headCommit = await commitAll(repo, commitMessage(config.task, runId, finalStatus), () => {
-      changes = diffChanges(repo, base, 'HEAD');
-      changes.catch(() => undefined);
-      treeStatus = statusEntries(repo, ['--ignore-submodules=none']);
-      treeStatus.catch(() => undefined);
+      afterCommit = { changes: diffChanges(repo, base, 'HEAD'), status: statusEntries(repo, ['--ignore-submodules=none']) };
+      // Awaited below, or dropped when reading HEAD fails.
+      afterCommit.changes.catch(() => undefined);
+      afterCommit.status.catch(() => undefined);
     });
-    if (changes) changesAt = { head: headCommit, changes };
-    const leftOver = (await (treeStatus ?? statusEntries(repo, ['--ignore-submodules=none']))).map((entry) => entry.slice(3));
+    // commitAll calls onCommitted before it returns.
+    const { changes, status } = afterCommit!;
+    const leftOver = (await status).map((entry) => entry.slice(3));
     if (leftOver.length > 0) {
       warn(`changes inside ${leftOver.join(', ')} are in the working tree but not on the branch (a submodule's changes must be committed in the submodule)`);
     }
-    return headCommit;
+    return { headCommit, changes };
   };
   try {
     const image = await imageReady;
@@ -369,12 +371,12 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
     // Mount mode needs nothing more from the container: it is removed while the work is committed.
     const removing = workspace === 'mount' ? container.remove() : undefined;
     removing?.catch(() => undefined);
-    const headCommit = await keepWork(status);
+    const { headCommit, changes } = await keepWork(status);
     await (removing ?? container.remove());
     if (workspace === 'copy') await checkoutIfFree(repo, branch, runLog, context.env, runId, base);
     const report = await buildReport({
       ...{ repo, runId, branch, base, headCommit, status, exit, outcome, config, started, plugin, agentWallMs },
-      changes: changesAt?.head === headCommit ? changesAt.changes : undefined,
+      changes,
       image,
       logDir: runLog.dir,
       warnings,

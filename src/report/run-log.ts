@@ -10,7 +10,7 @@
  * `agent-worker runs` and `agent-worker logs` read these folders (src/report/history.ts).
  */
 import { isUtf8 } from 'node:buffer';
-import { closeSync, createWriteStream, openSync, writeSync, writevSync, type WriteStream } from 'node:fs';
+import { closeSync, createWriteStream, openSync, writevSync, type WriteStream } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -87,17 +87,11 @@ class SyncFile {
     this.fd = openSync(file, 'w', 0o600);
   }
 
+  /** Appends `pieces` in order, every byte of them. */
   write(...pieces: Array<Buffer | string>): void {
     if (this.failure) return;
     try {
-      if (pieces.length === 1) {
-        const piece = pieces[0]!;
-        if (piece.length === 0) return;
-        if (typeof piece === 'string') writeSync(this.fd, piece);
-        else for (let at = 0; at < piece.length; ) at += writeSync(this.fd, piece, at);
-      } else {
-        writeAll(this.fd, pieces.map((piece) => (typeof piece === 'string' ? Buffer.from(piece) : piece)));
-      }
+      writeAll(this.fd, pieces.map((piece) => (typeof piece === 'string' ? Buffer.from(piece) : piece)));
     } catch (error) {
       this.failure = error as Error;
     }

@@ -43,21 +43,27 @@ const REUSED_BUFFER_MAX_BYTES = 4 * 1024 * 1024;
 /** Smallest buffer a line is joined in, in bytes. */
 const MIN_JOIN_BYTES = 64 * 1024;
 
-/** The newline splitting shared by both splitters. */
-abstract class Splitter {
+/**
+ * Incremental newline splitter handing lines on as bytes: a line within one chunk as a view of it, a line
+ * split between chunks as a view of the splitter's reused buffer.
+ */
+export class ByteLineSplitter {
   /** Bytes of the current line held in {@link joined} (up to the cap). */
   private size = 0;
   private overflow = false;
   /** Where a line split between chunks is joined: reused from line to line up to {@link REUSED_BUFFER_MAX_BYTES}. */
   private joined: Buffer | undefined;
 
-  protected constructor(
-    readonly maxLineBytes: number,
-    private readonly longLine: LongLineSink | undefined,
+  /**
+   * @param onLine receives each complete line (a long one cut to the cap).
+   * @param maxLineBytes longest line kept whole, in bytes (default 16 MiB).
+   * @param longLine receives every byte of lines longer than the cap, as they arrive.
+   */
+  constructor(
+    private readonly onLine: ByteLineHandler,
+    readonly maxLineBytes = DEFAULT_MAX_LINE_BYTES,
+    private readonly longLine?: LongLineSink,
   ) {}
-
-  /** Hands on a line; `line` is valid only during the call. */
-  protected abstract emitLine(line: Buffer, truncated: boolean): void;
 
   /** Feeds a chunk; calls the handler for every line it completes. The chunk is not kept. */
   push(chunk: Buffer): void {
@@ -70,7 +76,7 @@ abstract class Splitter {
       }
       if (this.size === 0 && !this.overflow && newline - start <= this.maxLineBytes) {
         // The whole line is in this chunk: handed on as a view, nothing kept.
-        this.emitLine(stripCr(chunk.subarray(start, newline)), false);
+        this.onLine(stripCr(chunk.subarray(start, newline)), false);
       } else {
         this.keep(chunk.subarray(start, newline));
         this.emit();
@@ -117,7 +123,7 @@ abstract class Splitter {
     const line = stripCr(this.joined ? this.joined.subarray(0, this.size) : Buffer.alloc(0));
     this.size = 0;
     this.overflow = false;
-    this.emitLine(line, truncated);
+    this.onLine(line, truncated);
     // A huge line's buffer is not kept for the next one.
     if (this.joined && this.joined.length > REUSED_BUFFER_MAX_BYTES) this.joined = undefined;
   }
@@ -128,45 +134,14 @@ function stripCr(line: Buffer): Buffer {
   return line.length > 0 && line[line.length - 1] === 0x0d ? line.subarray(0, -1) : line;
 }
 
-/**
- * Incremental newline splitter handing lines on as bytes: a line within one chunk as a view of it, a line
- * split between chunks as a view of the splitter's reused buffer.
- */
-export class ByteLineSplitter extends Splitter {
-  /**
-   * @param onLine receives each complete line (a long one cut to the cap).
-   * @param maxLineBytes longest line kept whole, in bytes (default 16 MiB).
-   * @param longLine receives every byte of lines longer than the cap, as they arrive.
-   */
-  constructor(
-    private readonly onLine: ByteLineHandler,
-    maxLineBytes = DEFAULT_MAX_LINE_BYTES,
-    longLine?: LongLineSink,
-  ) {
-    super(maxLineBytes, longLine);
-  }
-
-  protected emitLine(line: Buffer, truncated: boolean): void {
-    this.onLine(line, truncated);
-  }
-}
-
 /** Incremental newline splitter for UTF-8 byte chunks, handing lines on as strings. The caller may reuse its chunks. */
-export class LineSplitter extends Splitter {
+export class LineSplitter extends ByteLineSplitter {
   /**
    * @param onLine receives each complete line (a long one cut to the cap).
    * @param maxLineBytes longest line kept whole, in bytes (default 16 MiB).
    * @param longLine receives every byte of lines longer than the cap, as they arrive.
    */
-  constructor(
-    private readonly onLine: LineHandler,
-    maxLineBytes = DEFAULT_MAX_LINE_BYTES,
-    longLine?: LongLineSink,
-  ) {
-    super(maxLineBytes, longLine);
-  }
-
-  protected emitLine(line: Buffer, truncated: boolean): void {
-    this.onLine(line.toString('utf8'), truncated);
+  constructor(onLine: LineHandler, maxLineBytes = DEFAULT_MAX_LINE_BYTES, longLine?: LongLineSink) {
+    super((line, truncated) => onLine(line.toString('utf8'), truncated), maxLineBytes, longLine);
   }
 }
