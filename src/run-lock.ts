@@ -5,7 +5,7 @@
  * based on the commit the first run started from. A lock whose process is gone (same host) is stale.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { link, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -41,33 +41,80 @@ export function processAlive(pid: number): boolean {
 
 /** The live holder of the repository's lock, or undefined (no lock, or a stale one). */
 export async function lockHolder(stateRoot: string, repoRoot: string): Promise<RepoLockInfo | undefined> {
-  let info: RepoLockInfo;
+  const info = await readLockInfo(lockFile(stateRoot, repoRoot));
+  return info && !isStale(info) ? info : undefined;
+}
+
+/** A lock file's content, or undefined when there is none or it is not a lock's JSON. */
+async function readLockInfo(file: string): Promise<RepoLockInfo | undefined> {
   try {
-    info = JSON.parse(await readFile(lockFile(stateRoot, repoRoot), 'utf8')) as RepoLockInfo;
+    return JSON.parse(await readFile(file, 'utf8')) as RepoLockInfo;
   } catch {
     return undefined;
   }
-  if (info.host === os.hostname() && !processAlive(info.pid)) return undefined;
-  return info;
 }
+
+/** True when the lock's process is gone: it ran on this host and no longer does. */
+function isStale(info: RepoLockInfo): boolean {
+  return info.host === os.hostname() && !processAlive(info.pid);
+}
+
+/** What taking the lock came to: held by this run, or by another live run. */
+export type LockAttempt = { lock: RepoLock; holder?: undefined } | { lock?: undefined; holder: RepoLockInfo };
+
+/** Attempts before giving up on a lock file that keeps being replaced (only a run of stale locks could do that). */
+const LOCK_ATTEMPTS = 5;
 
 /**
  * Takes the repository's lock, replacing a stale one.
- * @returns the lock, or undefined when another live run holds it.
+ *
+ * The file appears whole or not at all: the content is written to a file of this process's own and
+ * hard-linked to the lock's name (`link` fails when the name exists), so a run reading the lock never sees
+ * a half-written one. A stale lock is renamed away before it is removed, and put back when the renamed
+ * file turns out to be a live run's lock that replaced the stale one meanwhile.
+ * @returns the held lock, or the live run holding it.
+ * @throws Error from the file system (e.g. EACCES on the state folder), or when the lock could not be
+ *   settled in LOCK_ATTEMPTS attempts.
  */
-export async function acquireRepoLock(stateRoot: string, repoRoot: string, info: Omit<RepoLockInfo, 'pid' | 'host'>): Promise<RepoLock | undefined> {
+export async function acquireRepoLock(stateRoot: string, repoRoot: string, info: Omit<RepoLockInfo, 'pid' | 'host'>): Promise<LockAttempt> {
   const file = lockFile(stateRoot, repoRoot);
   await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-  const content = JSON.stringify({ pid: process.pid, host: os.hostname(), ...info } satisfies RepoLockInfo);
-  for (let attempt = 0; attempt < 2; attempt += 1) {
-    try {
-      await writeFile(file, content, { flag: 'wx', mode: 0o600 });
-      return { file, release: () => rm(file, { force: true }) };
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      if (await lockHolder(stateRoot, repoRoot)) return undefined;
-      await rm(file, { force: true });
+  const own = `${file}.${process.pid}.${info.runId}`;
+  await writeFile(own, JSON.stringify({ pid: process.pid, host: os.hostname(), ...info } satisfies RepoLockInfo), { mode: 0o600 });
+  try {
+    for (let attempt = 0; attempt < LOCK_ATTEMPTS; attempt += 1) {
+      try {
+        await link(own, file);
+        return { lock: { file, release: () => rm(file, { force: true }) } };
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      }
+      const holder = await lockHolder(stateRoot, repoRoot);
+      if (holder) return { holder };
+      await breakStaleLock(file, `${own}.stale`);
     }
+    throw new Error(`Could not take the lock ${file}: it was replaced ${LOCK_ATTEMPTS} times while trying.`);
+  } finally {
+    await rm(own, { force: true });
   }
-  return undefined;
+}
+
+/**
+ * Removes a lock found stale. It is renamed to `aside` first (atomic), then read again: when it is no
+ * longer stale there (a live run took the lock between the check and the rename), it is linked back,
+ * unless yet another run took the name meanwhile.
+ */
+async function breakStaleLock(file: string, aside: string): Promise<void> {
+  try {
+    await rename(file, aside);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw error;
+  }
+  try {
+    const moved = await readLockInfo(aside);
+    if (moved && !isStale(moved)) await link(aside, file).catch(() => undefined);
+  } finally {
+    await rm(aside, { force: true });
+  }
 }

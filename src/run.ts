@@ -130,14 +130,19 @@ export interface Preflight {
   plugin: AgentPlugin;
   docker: DockerConnection;
   workspace: WorkspaceMode;
-  /** Another live run holding the checkout, if any. */
+  runId: string;
+  /** Mount mode: this run's hold on the checkout's working tree, to be released when the run ends. */
+  lock?: RepoLock;
+  /** Another live run holding the checkout, if any (this run then copies the workspace). */
   busy?: RepoLockInfo;
 }
 
 /**
  * Checks everything that can be checked before anything is created: repository, clean tree,
- * branch name, agent, credentials, Docker daemon and the workspace mode it allows.
- * @throws PreflightError / DockerError with their own exit codes.
+ * branch name, agent, credentials, Docker daemon and the workspace mode it allows. Unless the run copies
+ * the workspace, the checkout's lock is taken before its tree is checked, so two runs started at once
+ * cannot both use it; a lock already held makes this run copy the workspace instead.
+ * @throws PreflightError / DockerError with their own exit codes (the lock is released then).
  */
 export async function preflight(config: RunConfig, context: RunContext): Promise<Preflight> {
   context.progress.phase('Checking the repository');
@@ -145,53 +150,62 @@ export async function preflight(config: RunConfig, context: RunContext): Promise
   const connecting = connectDocker(connectOptionsFor(config, context.env, context.signal));
   connecting.catch(() => undefined);
   const repo = await openRepo(config.project);
+  const runId = newRunId(new Date());
   // A run holding this checkout (mount mode) owns its working tree: this one copies instead, from the
   // commit that run started at, and leaves the tree alone.
-  const busy = await lockHolder(stateRoot(context.env), repo.root);
-  if (busy && config.workspace === 'mount') {
-    throw new PreflightError(
-      `The working tree of ${repo.root} is in use by agent-worker run ${busy.runId} (pid ${busy.pid}).`,
-      ExitCode.dirtyTree,
-      'Use --workspace copy to run alongside it, or wait for it to finish.',
-    );
-  }
-  const branch = config.branch ?? defaultBranchName(new Date());
-  // Both checks run at once; a dirty tree is reported before a bad branch name.
-  const [clean, newBranch] = await Promise.allSettled([busy ? Promise.resolve() : assertClean(repo), assertNewBranch(repo, branch)]);
-  if (clean.status === 'rejected') throw clean.reason;
-  if (newBranch.status === 'rejected') throw newBranch.reason;
-  const plugin = getAgentPlugin(config.agentType);
-  if (!plugin) throw new PreflightError(`Unknown agent ${config.agentType}.`, ExitCode.usage, 'Use --agent-type claude.');
-  if (!config.apiKey && !config.oauthToken) {
-    throw new PreflightError(
-      'No credentials: neither an API key nor an OAuth token was given.',
-      ExitCode.credentials,
-      'Set ANTHROPIC_API_KEY (or pass --api-key), or for a Claude subscription set CLAUDE_CODE_OAUTH_TOKEN (--oauth-token; create one with `claude setup-token`). A .env file in the project works too.',
-    );
-  }
-  throwIfAborted(context.signal);
-  context.progress.phase('Connecting to Docker');
-  const docker = await connecting.catch((error: unknown) => {
+  // (--workspace copy takes no lock, but still starts from a holder's base commit.)
+  const taken = config.workspace === 'copy' ? undefined : await acquireRepoLock(stateRoot(context.env), repo.root, { runId, baseCommit: repo.head.commit });
+  let lock = taken?.lock;
+  const busy = taken ? taken.holder : await lockHolder(stateRoot(context.env), repo.root);
+  try {
+    if (busy && config.workspace === 'mount') {
+      throw new PreflightError(
+        `The working tree of ${repo.root} is in use by agent-worker run ${busy.runId} (pid ${busy.pid}).`,
+        ExitCode.dirtyTree,
+        'Use --workspace copy to run alongside it, or wait for it to finish.',
+      );
+    }
+    const branch = config.branch ?? defaultBranchName(new Date());
+    // Both checks run at once; a dirty tree is reported before a bad branch name.
+    const [clean, newBranch] = await Promise.allSettled([busy ? Promise.resolve() : assertClean(repo), assertNewBranch(repo, branch)]);
+    if (clean.status === 'rejected') throw clean.reason;
+    if (newBranch.status === 'rejected') throw newBranch.reason;
+    const plugin = getAgentPlugin(config.agentType);
+    if (!plugin) throw new PreflightError(`Unknown agent ${config.agentType}.`, ExitCode.usage, 'Use --agent-type claude.');
+    if (!config.apiKey && !config.oauthToken) {
+      throw new PreflightError(
+        'No credentials: neither an API key nor an OAuth token was given.',
+        ExitCode.credentials,
+        'Set ANTHROPIC_API_KEY (or pass --api-key), or for a Claude subscription set CLAUDE_CODE_OAUTH_TOKEN (--oauth-token; create one with `claude setup-token`). A .env file in the project works too.',
+      );
+    }
     throwIfAborted(context.signal);
+    context.progress.phase('Connecting to Docker');
+    const docker = await connecting.catch((error: unknown) => {
+      throwIfAborted(context.signal);
+      throw error;
+    });
+    const info = docker.info;
+    context.notice(`Docker daemon: ${info.endpoint} (${info.source}) · ${info.name} · engine ${info.version} · ${info.platform}`);
+    if (!info.seesHostPaths && config.workspace === 'mount') {
+      throw new DockerError(
+        `The Docker daemon at ${info.endpoint} (${info.name}) runs on another machine and cannot see ${repo.root}, so it cannot bind-mount it.`,
+        ExitCode.docker,
+        'Use --workspace copy (the default for remote daemons): the repository is copied in and the agent\'s commits come back.',
+      );
+    }
+    const workspace: WorkspaceMode = lock && info.seesHostPaths ? 'mount' : 'copy';
+    if (lock && workspace === 'copy') {
+      await lock.release();
+      lock = undefined;
+    }
+    if (busy) context.notice(`The working tree is in use by run ${busy.runId}; this run copies the workspace, based on ${busy.baseCommit.slice(0, 12)}.`);
+    context.progress.succeed(`Connected to Docker · workspace: ${workspace}`);
+    return { repo, branch, plugin, docker, workspace, runId, lock, busy };
+  } catch (error) {
+    await lock?.release();
     throw error;
-  });
-  const info = docker.info;
-  context.notice(`Docker daemon: ${info.endpoint} (${info.source}) · ${info.name} · engine ${info.version} · ${info.platform}`);
-  let workspace: WorkspaceMode = config.workspace ?? (info.seesHostPaths && !busy ? 'mount' : 'copy');
-  if (!info.seesHostPaths && workspace === 'mount') {
-    throw new DockerError(
-      `The Docker daemon at ${info.endpoint} (${info.name}) runs on another machine and cannot see ${repo.root}, so it cannot bind-mount it.`,
-      ExitCode.docker,
-      'Use --workspace copy (the default for remote daemons): the repository is copied in and the agent\'s commits come back.',
-    );
   }
-  if (!info.seesHostPaths) workspace = 'copy';
-  if (busy) {
-    workspace = 'copy';
-    context.notice(`The working tree is in use by run ${busy.runId}; this run copies the workspace, based on ${busy.baseCommit.slice(0, 12)}.`);
-  }
-  context.progress.succeed(`Connected to Docker · workspace: ${workspace}`);
-  return { repo, branch, plugin, docker, workspace, busy };
 }
 
 /**
@@ -204,11 +218,7 @@ export async function preflight(config: RunConfig, context: RunContext): Promise
 export async function runTask(config: RunConfig, context: RunContext): Promise<RunResult> {
   const started = context.startedAt ?? Date.now();
   const checked = await preflight(config, context);
-  const { repo, branch, plugin, docker, busy } = checked;
-  let workspace = checked.workspace;
-  throwIfAborted(context.signal);
-
-  const runId = newRunId(new Date());
+  const { repo, branch, plugin, docker, workspace, runId, lock, busy } = checked;
   // The image is checked (or built) and containers whose agent-worker died (kill -9) are removed while
   // the run is set up; a failure is raised where it is awaited, inside the try below.
   const imageReady = prepareImage(docker, plugin, config, context);
@@ -221,23 +231,22 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
   );
   const head = repo.head;
   const base = busy?.baseCommit ?? head.commit;
-  let lock: RepoLock | undefined;
-  if (workspace === 'mount') {
-    lock = await acquireRepoLock(stateRoot(context.env), repo.root, { runId, baseCommit: base });
-    if (!lock) {
-      if (config.workspace === 'mount') throw new PreflightError(`The working tree of ${repo.root} was just taken by another agent-worker run.`, ExitCode.dirtyTree, 'Use --workspace copy to run alongside it.');
-      workspace = 'copy';
-      context.notice('Another agent-worker run took this working tree just now; this run copies the workspace.');
-    }
-  }
   const credentials = { apiKey: config.apiKey, oauthToken: config.oauthToken, baseUrl: config.baseUrl };
   const agentEnv = plugin.env(credentials);
-  const runLog = await RunLog.open(runsRoot(context.env), runId, Object.values(agentEnv.secret));
-  runLog.note(`run ${runId}: agent-worker ${VERSION}, project ${repo.root}, branch ${branch}, daemon ${docker.info.endpoint}, workspace ${workspace}`);
-  const [scratch] = await Promise.all([
-    mkdtemp(path.join(os.tmpdir(), `agent-worker-${runId}-`)),
-    runLog.writeInfo({ runId, project: repo.root, branch, agentType: plugin.name, pid: process.pid, host: os.hostname(), startedAt: new Date(started).toISOString(), toolVersion: VERSION, workspace }),
-  ]);
+  let runLog: RunLog;
+  let scratch: string;
+  try {
+    throwIfAborted(context.signal);
+    runLog = await RunLog.open(runsRoot(context.env), runId, Object.values(agentEnv.secret));
+    runLog.note(`run ${runId}: agent-worker ${VERSION}, project ${repo.root}, branch ${branch}, daemon ${docker.info.endpoint}, workspace ${workspace}`);
+    [scratch] = await Promise.all([
+      mkdtemp(path.join(os.tmpdir(), `agent-worker-${runId}-`)),
+      runLog.writeInfo({ runId, project: repo.root, branch, agentType: plugin.name, pid: process.pid, host: os.hostname(), startedAt: new Date(started).toISOString(), toolVersion: VERSION, workspace }),
+    ]);
+  } catch (error) {
+    await lock?.release();
+    throw error;
+  }
 
   const message = commitMessage(config.task, runId, 'success');
   let workspaceSpec: WorkspaceSpec;
@@ -542,7 +551,7 @@ async function bringBackCopy(repo: Repo, container: AgentContainer | undefined, 
  * the working tree and the user's tree is still clean.
  */
 async function checkoutIfFree(repo: Repo, branch: string, runLog: RunLog, env: NodeJS.ProcessEnv, runId: string, base: string): Promise<void> {
-  const lock = await acquireRepoLock(stateRoot(env), repo.root, { runId, baseCommit: base });
+  const { lock } = await acquireRepoLock(stateRoot(env), repo.root, { runId, baseCommit: base });
   if (!lock) {
     runLog.note(`another run holds the working tree; ${branch} was created but not checked out`);
     return;

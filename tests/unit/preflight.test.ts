@@ -1,10 +1,11 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { existsSync, mkdirSync, realpathSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { preflight, type RunContext } from '../../src/run.js';
 import type { RunConfig } from '../../src/config.js';
 import { AgentWorkerError, ExitCode } from '../../src/errors.js';
 import { silentProgress } from '../../src/ui/progress.js';
+import { acquireRepoLock, lockFile, lockHolder } from '../../src/run-lock.js';
 import { git, makeRepo, removeDir, tempDir } from '../helpers/git.js';
 
 const dirs: string[] = [];
@@ -39,7 +40,10 @@ function config(project: string, overrides: Partial<RunConfig> = {}): RunConfig 
   };
 }
 
-const context: RunContext = { progress: silentProgress, notice: () => undefined, signal: new AbortController().signal, env: {}, uid: 1000, gid: 1000 };
+/** Its own state folder, so the checkout locks preflight takes stay out of the user's. */
+const stateHome = tempDir('aw-state-');
+afterAll(() => removeDir(stateHome));
+const context: RunContext = { progress: silentProgress, notice: () => undefined, signal: new AbortController().signal, env: { XDG_STATE_HOME: stateHome }, uid: 1000, gid: 1000 };
 
 async function failure(cfg: RunConfig): Promise<AgentWorkerError> {
   try {
@@ -155,5 +159,32 @@ describe('preflight', () => {
     await failure(config(dir));
     expect(git(dir, 'for-each-ref')).toBe(before);
     expect(git(dir, 'status', '--porcelain')).toBe('');
+  });
+
+  it('releases the checkout lock it took when it fails', async () => {
+    const dir = repo();
+    const root = realpathSync(dir);
+    await failure(config(dir));
+    expect(await lockHolder(path.join(stateHome, 'agent-worker'), root)).toBeUndefined();
+    expect(existsSync(lockFile(path.join(stateHome, 'agent-worker'), root))).toBe(false);
+  });
+
+  it('a checkout held by another live run: --workspace mount is refused (exit 4) naming the run; by default the busy tree is not checked', async () => {
+    const dir = repo();
+    const root = realpathSync(dir);
+    const held = await acquireRepoLock(path.join(stateHome, 'agent-worker'), root, { runId: 'holder-run', baseCommit: git(dir, 'rev-parse', 'HEAD').trim() });
+    try {
+      // The holder's agent is at work: the tree is dirty.
+      writeFileSync(path.join(dir, 'README.md'), 'being edited by the other run');
+      const refused = await failure(config(dir, { workspace: 'mount' }));
+      expect(refused.exitCode).toBe(ExitCode.dirtyTree);
+      expect(refused.message).toContain('holder-run');
+      expect(refused.hint).toContain('--workspace copy');
+      // The default copies the workspace from the holder's base commit, so it gets as far as Docker.
+      expect((await failure(config(dir))).exitCode).toBe(ExitCode.docker);
+      expect((await lockHolder(path.join(stateHome, 'agent-worker'), root))?.runId).toBe('holder-run');
+    } finally {
+      await held.lock!.release();
+    }
   });
 });
