@@ -670,8 +670,9 @@ describe.runIf(hasDocker)('adversarial: faults of the daemon, the machine and th
 
   it('F30 two runs on the SAME repo started at the same instant: both exit 0, one copies the workspace, each branch holds its own change', async () => {
     const { repo, stateDir, base } = setup();
-    await withFixture([writeTurn('one.txt', 'one\n', 400)], (fixtureA) =>
-      withFixture([writeTurn('two.txt', 'two\n', 900)], async (fixtureB) => {
+    // Each agent works for 5 s, so the runs overlap however late one of the two processes gets going on a loaded machine.
+    await withFixture([writeTurn('one.txt', 'one\n', 400), bashTurn('sleep 5; echo slept', 401)], (fixtureA) =>
+      withFixture([writeTurn('two.txt', 'two\n', 900), bashTurn('sleep 5; echo slept', 901)], async (fixtureB) => {
         const [resultA, resultB] = await Promise.all([
           runAgentWorker(repo, fixtureA, ['--branch', 'f30-one', '--task', 'One'], { stateDir }),
           runAgentWorker(repo, fixtureB, ['--branch', 'f30-two', '--task', 'Two'], { stateDir }),
