@@ -13,31 +13,55 @@ import path from 'node:path';
 /** A `.git` entry below the work tree's root: a folder, or a file with its contents. */
 export type GitEntry = { kind: 'dir' } | { kind: 'file'; content: string } | { kind: 'other' };
 
-/** Every `.git` entry below `root` (not the root's own), by path relative to `root`; symlinks are not followed. */
+/** Folders read at once while walking the work tree: enough to keep libuv's thread pool (4 threads) busy. */
+const WALK_CONCURRENCY = 16;
+
+/**
+ * Every `.git` entry below `root` (not the root's own), by path relative to `root`, in path order;
+ * symlinks are not followed. The whole tree is walked, ignored folders such as `node_modules` included
+ * (a nested repository there is as dangerous), up to WALK_CONCURRENCY folders at a time.
+ */
 export async function snapshotGitEntries(root: string): Promise<Map<string, GitEntry>> {
-  const entries = new Map<string, GitEntry>();
-  const walk = async (dir: string): Promise<void> => {
+  const found: Array<[string, GitEntry]> = [];
+  const visit = async (dir: string): Promise<string[]> => {
     let children;
     try {
       children = await readdir(dir, { withFileTypes: true });
     } catch {
-      return;
+      return [];
     }
+    const subdirs: string[] = [];
     for (const child of children) {
       const full = path.join(dir, child.name);
-      if (child.name === '.git') {
-        if (dir === root) continue;
+      if (child.name !== '.git') {
+        if (child.isDirectory()) subdirs.push(full);
+      } else if (dir !== root) {
         const rel = path.relative(root, full);
-        if (child.isDirectory()) entries.set(rel, { kind: 'dir' });
-        else if (child.isFile()) entries.set(rel, { kind: 'file', content: await readFile(full, 'utf8').catch(() => '') });
-        else entries.set(rel, { kind: 'other' });
-        continue;
+        if (child.isDirectory()) found.push([rel, { kind: 'dir' }]);
+        else if (child.isFile()) found.push([rel, { kind: 'file', content: await readFile(full, 'utf8').catch(() => '') }]);
+        else found.push([rel, { kind: 'other' }]);
       }
-      if (child.isDirectory()) await walk(full);
     }
+    return subdirs;
   };
-  await walk(root);
-  return entries;
+  await new Promise<void>((resolve, reject) => {
+    const pending = [root];
+    let active = 0;
+    const next = (): void => {
+      while (active < WALK_CONCURRENCY && pending.length > 0) {
+        active += 1;
+        visit(pending.pop()!).then((subdirs) => {
+          active -= 1;
+          for (const subdir of subdirs) pending.push(subdir);
+          if (active === 0 && pending.length === 0) resolve();
+          else next();
+        }, reject);
+      }
+    };
+    next();
+  });
+  found.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return new Map(found);
 }
 
 function same(a: GitEntry | undefined, b: GitEntry): boolean {
