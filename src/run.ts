@@ -270,8 +270,7 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
   } else {
     const bundleFile = path.join(scratch, 'repo.bundle');
     const bundleRef = `refs/agent-worker/runs/${runId}`;
-    await createBundle(repo, bundleFile, base, bundleRef);
-    const identity = await gitIdentity(repo);
+    const [, identity] = await Promise.all([createBundle(repo, bundleFile, base, bundleRef), gitIdentity(repo)]);
     runLog.note(`base commit ${base}; bundled for copy-in (${(await stat(bundleFile)).size} bytes)`);
     workspaceSpec = { mode: 'copy', bundleFile, bundleRef, baseCommit: base, branch, commitMessage: message, gitName: identity.name, gitEmail: identity.email };
   }

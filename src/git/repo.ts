@@ -16,8 +16,9 @@ const SAFE_CONFIG = ['core.hooksPath=/dev/null', 'core.fsmonitor=false', 'commit
 
 // Latency: simple-git waits 50 ms more after a git command that printed nothing (its completion detection,
 // src/lib/plugins/completion-detection.plugin.ts), so commands on a run's path are given a form that
-// prints (no --quiet, status with its --branch header, add --verbose): five silent commands were a quarter
-// of a second of every run (`npm run bench`, warm-run overhead).
+// prints (no --quiet, status with its --branch header, add --verbose, bundle create --progress, fetch
+// --verbose): five silent commands were a quarter of a second of every run (`npm run bench`, warm-run
+// overhead). update-ref has no form that prints.
 
 /** Identity used for the commit only when the user's git config has none. */
 const FALLBACK_IDENTITY = { name: 'agent-worker', email: 'agent-worker@localhost' };
@@ -192,14 +193,7 @@ export async function commitAll(repo: Repo, message: string, onCommitted?: () =>
 }
 
 async function missingIdentityEnv(repo: Repo): Promise<Record<string, string> | undefined> {
-  const get = async (key: string): Promise<string> => {
-    try {
-      return (await repo.git.raw(['config', '--get', key])).trim();
-    } catch {
-      return '';
-    }
-  };
-  const [name, email] = await Promise.all([get('user.name'), get('user.email')]);
+  const { name, email } = await configuredIdentity(repo);
   if (name && email) return undefined;
   return {
     GIT_AUTHOR_NAME: name || FALLBACK_IDENTITY.name,
@@ -234,7 +228,8 @@ export async function createBundle(repo: Repo, file: string, commit: string, ref
   log('bundle %s as %s into %s', commit, ref, file);
   await repo.git.raw(['update-ref', ref, commit]);
   try {
-    await repo.git.raw(['-c', 'pack.window=0', '-c', 'pack.compression=0', 'bundle', 'create', '--quiet', file, ref]);
+    // --progress: it prints (see Latency above).
+    await repo.git.raw(['-c', 'pack.window=0', '-c', 'pack.compression=0', 'bundle', 'create', '--progress', file, ref]);
   } finally {
     await repo.git.raw(['update-ref', '-d', ref]);
   }
@@ -248,8 +243,9 @@ export async function createBundle(repo: Repo, file: string, commit: string, ref
  */
 export async function fetchBundle(repo: Repo, file: string, branch: string): Promise<string> {
   try {
-    await repo.git.raw(['bundle', 'verify', '--quiet', file]);
-    await repo.git.raw(['-c', 'transfer.fsckObjects=true', '-c', 'fetch.fsckObjects=true', 'fetch', '--quiet', '--no-tags', '--no-write-fetch-head', file, `HEAD:refs/heads/${branch}`]);
+    // Not --quiet: they print (see Latency above).
+    await repo.git.raw(['bundle', 'verify', file]);
+    await repo.git.raw(['-c', 'transfer.fsckObjects=true', '-c', 'fetch.fsckObjects=true', 'fetch', '--verbose', '--no-tags', '--no-write-fetch-head', file, `HEAD:refs/heads/${branch}`]);
     return (await repo.git.raw(['rev-parse', '--verify', `refs/heads/${branch}^{commit}`])).trim();
   } catch (error) {
     throw new AgentWorkerError(`The agent's commits could not be fetched from the container's bundle: ${errorMessage(error)}`, ExitCode.collect, `The bundle is kept at ${file} for inspection.`, { cause: error });
@@ -268,10 +264,19 @@ export async function checkoutBranch(repo: Repo, branch: string): Promise<void> 
 
 /** The committer identity git would use here (config, else agent-worker's fallback). */
 export async function gitIdentity(repo: Repo): Promise<{ name: string; email: string }> {
-  const env = await missingIdentityEnv(repo);
-  if (!env) {
-    const [name, email] = await Promise.all([repo.git.raw(['config', '--get', 'user.name']), repo.git.raw(['config', '--get', 'user.email'])]);
-    return { name: name.trim(), email: email.trim() };
-  }
-  return { name: env.GIT_AUTHOR_NAME!, email: env.GIT_AUTHOR_EMAIL! };
+  const { name, email } = await configuredIdentity(repo);
+  return { name: name || FALLBACK_IDENTITY.name, email: email || FALLBACK_IDENTITY.email };
+}
+
+/** `user.name` and `user.email` from the user's git config, each '' when unset. */
+async function configuredIdentity(repo: Repo): Promise<{ name: string; email: string }> {
+  const get = async (key: string): Promise<string> => {
+    try {
+      return (await repo.git.raw(['config', '--get', key])).trim();
+    } catch {
+      return '';
+    }
+  };
+  const [name, email] = await Promise.all([get('user.name'), get('user.email')]);
+  return { name, email };
 }
