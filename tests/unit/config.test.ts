@@ -1,18 +1,15 @@
-import { describe, expect, it, afterEach } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { loadConfig, type ConfigContext, type RawFlags } from '../../src/config.js';
 import { ConfigError } from '../../src/errors.js';
-import { removeDir, tempDir } from '../helpers/git.js';
+import { tempDir } from '../helpers/git.js';
+import { removedAfterEach } from '../helpers/temp-dirs.js';
 
-const dirs: string[] = [];
-afterEach(() => {
-  while (dirs.length) removeDir(dirs.pop()!);
-});
+const track = removedAfterEach();
 
 function project(dotenv?: string): string {
-  const dir = tempDir();
-  dirs.push(dir);
+  const dir = track(tempDir());
   if (dotenv !== undefined) writeFileSync(path.join(dir, '.env'), dotenv);
   return dir;
 }

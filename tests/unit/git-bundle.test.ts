@@ -4,22 +4,15 @@
  * bundle that comes back is fetched into the new branch, and a broken one is refused with exit code 10
  * without creating the branch.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createBundle, fetchBundle, gitIdentity, openRepo } from '../../src/git/repo.js';
 import { AgentWorkerError, ExitCode } from '../../src/errors.js';
-import { git, makeRepo, removeDir, tempDir } from '../helpers/git.js';
+import { git, makeRepo, tempDir } from '../helpers/git.js';
+import { removedAfterEach } from '../helpers/temp-dirs.js';
 
-const dirs: string[] = [];
-afterEach(() => {
-  while (dirs.length) removeDir(dirs.pop()!);
-});
-
-function track(dir: string): string {
-  dirs.push(dir);
-  return dir;
-}
+const track = removedAfterEach();
 
 describe("copy mode's bundles", () => {
   it('the bundle going in holds the base commit under its ref; the ref is gone afterwards', async () => {

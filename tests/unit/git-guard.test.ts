@@ -3,21 +3,17 @@
  * (ignored folders included), symlinks are not followed, and the agent's new or changed entries are moved
  * to the quarantine while the ones that were there before stay.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { defuseGitEntries, snapshotGitEntries } from '../../src/git/guard.js';
-import { removeDir, tempDir } from '../helpers/git.js';
+import { tempDir } from '../helpers/git.js';
+import { removedAfterEach } from '../helpers/temp-dirs.js';
 
-const dirs: string[] = [];
-afterEach(() => {
-  while (dirs.length) removeDir(dirs.pop()!);
-});
+const track = removedAfterEach();
 
 function tree(): string {
-  const dir = tempDir('aw-guard-');
-  dirs.push(dir);
-  return dir;
+  return track(tempDir('aw-guard-'));
 }
 
 describe('the .git guard', () => {

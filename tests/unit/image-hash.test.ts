@@ -2,21 +2,18 @@
  * The image content hash and its per-file digest cache: the same tag with or without the cache, a
  * changed file always noticed (even with the same size and a restored mtime), a removed file noticed.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { readFileSync, rmSync, utimesSync, writeFileSync, statSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { imageContentHash, imageTag, PROJECT_IMAGE_REPOSITORY, type ImageSpec } from '../../src/docker/image.js';
-import { removeDir, tempDir } from '../helpers/git.js';
+import { tempDir } from '../helpers/git.js';
+import { removedAfterEach } from '../helpers/temp-dirs.js';
 
-const dirs: string[] = [];
-afterEach(() => {
-  while (dirs.length) removeDir(dirs.pop()!);
-});
+const track = removedAfterEach();
 
 function context(): { dir: string; cache: string } {
-  const dir = tempDir('aw-ctx-');
-  const state = tempDir('aw-state-');
-  dirs.push(dir, state);
+  const dir = track(tempDir('aw-ctx-'));
+  const state = track(tempDir('aw-state-'));
   writeFileSync(path.join(dir, 'Dockerfile'), 'ARG AGENT_WORKER_IMAGE\nFROM ${AGENT_WORKER_IMAGE}\n');
   mkdirSync(path.join(dir, 'tools'));
   writeFileSync(path.join(dir, 'tools', 'a.sh'), 'echo a\n', { mode: 0o755 });

@@ -1,4 +1,4 @@
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { existsSync, mkdirSync, realpathSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { preflight, type RunContext } from '../../src/run.js';
@@ -7,11 +7,9 @@ import { AgentWorkerError, ExitCode } from '../../src/errors.js';
 import { silentProgress } from '../../src/ui/progress.js';
 import { acquireRepoLock, lockFile, lockHolder } from '../../src/run-lock.js';
 import { git, makeRepo, removeDir, tempDir } from '../helpers/git.js';
+import { removedAfterEach } from '../helpers/temp-dirs.js';
 
-const dirs: string[] = [];
-afterEach(() => {
-  while (dirs.length) removeDir(dirs.pop()!);
-});
+const track = removedAfterEach();
 
 /** A daemon address where nothing listens, so preflight fails at the Docker step at the latest. */
 const NO_DAEMON = 'unix:///nonexistent/agent-worker-test.sock';
@@ -56,15 +54,12 @@ async function failure(cfg: RunConfig): Promise<AgentWorkerError> {
 }
 
 function repo(files?: Record<string, string>): string {
-  const dir = makeRepo(files);
-  dirs.push(dir);
-  return dir;
+  return track(makeRepo(files));
 }
 
 describe('preflight', () => {
   it('refuses a folder that is not a git repository (exit 3)', async () => {
-    const dir = tempDir();
-    dirs.push(dir);
+    const dir = track(tempDir());
     const error = await failure(config(dir));
     expect(error.exitCode).toBe(ExitCode.notARepo);
     expect(error.message).toMatch(/not inside a git repository/);
@@ -77,8 +72,7 @@ describe('preflight', () => {
   });
 
   it('refuses a repository without commits (exit 3)', async () => {
-    const dir = tempDir();
-    dirs.push(dir);
+    const dir = track(tempDir());
     git(dir, 'init', '--quiet');
     const error = await failure(config(dir));
     expect(error.exitCode).toBe(ExitCode.notARepo);
@@ -87,8 +81,7 @@ describe('preflight', () => {
   });
 
   it('refuses a bare repository (exit 3)', async () => {
-    const dir = tempDir();
-    dirs.push(dir);
+    const dir = track(tempDir());
     git(dir, 'init', '--quiet', '--bare');
     expect((await failure(config(dir))).exitCode).toBe(ExitCode.notARepo);
   });

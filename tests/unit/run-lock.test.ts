@@ -3,24 +3,20 @@
  * and across processes (the built code, dist/, in fresh node processes); stale and broken locks are
  * replaced; a live one never is.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { acquireRepoLock, lockFile, lockHolder, type LockAttempt } from '../../src/run-lock.js';
 import { PACKAGE_ROOT } from '../../src/version.js';
-import { removeDir, tempDir } from '../helpers/git.js';
+import { tempDir } from '../helpers/git.js';
+import { removedAfterEach } from '../helpers/temp-dirs.js';
 
-const dirs: string[] = [];
-afterEach(() => {
-  while (dirs.length) removeDir(dirs.pop()!);
-});
+const track = removedAfterEach();
 
 function stateRoot(): string {
-  const dir = tempDir('aw-lock-');
-  dirs.push(dir);
-  return dir;
+  return track(tempDir('aw-lock-'));
 }
 
 /** The pid of a process that has exited. */
