@@ -89,8 +89,8 @@ export async function acquireRepoLock(stateRoot: string, repoRoot: string, info:
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
       }
-      const holder = await lockHolder(stateRoot, repoRoot);
-      if (holder) return { holder };
+      const holder = await readLockInfo(file);
+      if (holder && !isStale(holder)) return { holder };
       await breakStaleLock(file, `${own}.stale`);
     }
     throw new Error(`Could not take the lock ${file}: it was replaced ${LOCK_ATTEMPTS} times while trying.`);
