@@ -270,7 +270,7 @@ export async function loadConfig(flags: RawFlags, context: ConfigContext): Promi
     problems.push(`--timezone: ${JSON.stringify(timezone)} is not an IANA time zone (e.g. Europe/Berlin, UTC).`);
   }
 
-  const timeoutSeconds = parsePositiveInt(pick(flags.timeout, 'AGENT_TIMEOUT') ?? '3600', '--timeout', 'seconds', problems);
+  const timeoutSeconds = parseDurationSeconds(pick(flags.timeout, 'AGENT_TIMEOUT') ?? '3600', '--timeout', problems);
   const maxTurnsRaw = pick(flags.maxTurns, 'AGENT_MAX_TURNS');
   const maxTurns = maxTurnsRaw === undefined ? undefined : parsePositiveInt(maxTurnsRaw, '--max-turns', 'turns', problems);
 
@@ -285,9 +285,10 @@ export async function loadConfig(flags: RawFlags, context: ConfigContext): Promi
   if (caCertPath !== undefined) {
     const resolved = path.resolve(context.cwd, caCertPath);
     try {
-      if (!(await stat(resolved)).isFile()) throw Object.assign(new Error('not a file'), { code: 'not a file' });
-      const pem = await readFile(resolved, 'utf8');
-      if (!pem.includes('-----BEGIN CERTIFICATE-----')) {
+      const pem = (await stat(resolved)).isFile() ? await readFile(resolved, 'utf8') : undefined;
+      if (pem === undefined) {
+        problems.push(`--ca-cert: cannot read ${resolved}: not a regular file.`);
+      } else if (!pem.includes('-----BEGIN CERTIFICATE-----')) {
         problems.push(`--ca-cert: ${resolved} holds no PEM certificate (-----BEGIN CERTIFICATE-----).`);
       } else {
         caCert = { path: resolved, pem };
@@ -345,7 +346,7 @@ export async function loadConfig(flags: RawFlags, context: ConfigContext): Promi
     if (!/^\d+(\.\d+)?$/.test(cpusRaw.trim()) || !(cpus >= 0.01)) problems.push(`--cpus: ${JSON.stringify(cpusRaw)} is not a number of CPUs (e.g. 2, 1.5).`);
   }
   const pidsLimit = parsePositiveInt(pick(flags.pidsLimit, 'AGENT_WORKER_PIDS_LIMIT') ?? String(DEFAULT_PIDS_LIMIT), '--pids-limit', 'processes', problems);
-  const buildTimeoutSeconds = parsePositiveInt(pick(flags.buildTimeout, 'AGENT_WORKER_BUILD_TIMEOUT') ?? String(DEFAULT_BUILD_TIMEOUT_SECONDS), '--build-timeout', 'seconds', problems);
+  const buildTimeoutSeconds = parseDurationSeconds(pick(flags.buildTimeout, 'AGENT_WORKER_BUILD_TIMEOUT') ?? String(DEFAULT_BUILD_TIMEOUT_SECONDS), '--build-timeout', problems);
 
   // The project's Dockerfile: --dockerfile, else .agent-worker/Dockerfile when the project has one.
   const dockerfileRaw = pick(flags.dockerfile, 'AGENT_WORKER_DOCKERFILE');
@@ -457,9 +458,25 @@ export function parseSize(value: string): number | undefined {
   return Math.floor(Number(match[1]) * unit);
 }
 
-/** The problem for a file that `flag` names and that could not be read: `<flag>: cannot read <file> (<errno code>).` */
+/** Words for the errno codes a file a flag names most often fails with. */
+const FILE_ERROR_WORDS: Record<string, string> = {
+  ENOENT: 'no such file',
+  EACCES: 'permission denied',
+  EPERM: 'permission denied',
+  EISDIR: 'it is a folder, not a file',
+  ENOTDIR: 'a part of the path is not a folder',
+  ELOOP: 'too many symbolic links',
+  ENAMETOOLONG: 'the path is too long',
+};
+
+/**
+ * The problem for a file that `flag` names and that could not be read:
+ * `<flag>: cannot read <file>: <reason> (<errno code>).`, e.g. `--ca-cert: cannot read /x.pem: no such file (ENOENT).`
+ */
 function cannotRead(flag: string, file: string, error: unknown): string {
-  return `${flag}: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? String(error)}).`;
+  const code = (error as NodeJS.ErrnoException).code;
+  const words = code === undefined ? String(error) : (FILE_ERROR_WORDS[code] ?? code);
+  return `${flag}: cannot read ${file}: ${words}${code !== undefined && FILE_ERROR_WORDS[code] ? ` (${code})` : ''}.`;
 }
 
 function nonEmpty(value: string | undefined): string | undefined {
@@ -468,6 +485,25 @@ function nonEmpty(value: string | undefined): string | undefined {
 
 function splitList(value: string | undefined): string[] {
   return value ? value.split(/[\s,]+/).filter(Boolean) : [];
+}
+
+/**
+ * The longest duration the tool accepts, in seconds: Node's timers hold at most 2^31 − 1 ms (about 24.8 days);
+ * a longer one fires at once (TimeoutOverflowWarning), so it is refused instead.
+ */
+export const MAX_DURATION_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
+
+/**
+ * A duration in whole seconds, from 1 to {@link MAX_DURATION_SECONDS}; a problem naming `flag` (and the largest
+ * value allowed) is added otherwise.
+ */
+function parseDurationSeconds(raw: string, flag: string, problems: string[]): number {
+  const seconds = parsePositiveInt(raw, flag, 'seconds', problems);
+  if (seconds > MAX_DURATION_SECONDS) {
+    problems.push(`${flag}: ${JSON.stringify(raw)} seconds is too long; the largest value allowed is ${MAX_DURATION_SECONDS} (about 24 days).`);
+    return 0;
+  }
+  return seconds;
 }
 
 function parsePositiveInt(raw: string, flag: string, unit: string, problems: string[]): number {

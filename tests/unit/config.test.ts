@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { loadConfig, type ConfigContext, type RawFlags } from '../../src/config.js';
+import { loadConfig, MAX_DURATION_SECONDS, type ConfigContext, type RawFlags } from '../../src/config.js';
 import { ConfigError } from '../../src/errors.js';
 import { tempDir } from '../helpers/git.js';
 import { removedAfterEach } from '../helpers/temp-dirs.js';
@@ -184,6 +184,20 @@ describe('loadConfig validation names the flag', () => {
     ]);
   });
 
+  it('refuses durations a timer cannot hold (over 2^31 − 1 ms), naming the flag and the largest value', async () => {
+    const dir = project();
+    expect(await problemsOf({ task: 't', timeout: '2147484' }, context(dir))).toEqual([
+      '--timeout: "2147484" seconds is too long; the largest value allowed is 2147483 (about 24 days).',
+    ]);
+    expect(await problemsOf({ task: 't' }, context(dir, { AGENT_WORKER_BUILD_TIMEOUT: '99999999999' }))).toEqual([
+      '--build-timeout: "99999999999" seconds is too long; the largest value allowed is 2147483 (about 24 days).',
+    ]);
+    const longest = await loadConfig({ task: 't', timeout: '2147483', buildTimeout: '2147483' }, context(dir));
+    expect([longest.timeoutSeconds, longest.buildTimeoutSeconds]).toEqual([MAX_DURATION_SECONDS, MAX_DURATION_SECONDS]);
+    // The largest value is one a timer holds: it does not fire at once.
+    expect(MAX_DURATION_SECONDS * 1000).toBeLessThanOrEqual(2 ** 31 - 1);
+  });
+
   it('rejects a base URL without http(s)', async () => {
     const dir = project();
     expect(await problemsOf({ task: 't', baseUrl: 'ftp://api.example' }, context(dir))).toEqual([expect.stringMatching(/^--base-url: .*http/)]);
@@ -195,7 +209,9 @@ describe('loadConfig validation names the flag', () => {
     writeFileSync(path.join(dir, 'junk.pem'), 'hello');
     expect((await loadConfig({ task: 't', caCert: 'ca.pem' }, context(dir))).caCert?.pem).toContain('BEGIN CERTIFICATE');
     expect(await problemsOf({ task: 't', caCert: 'junk.pem' }, context(dir))).toEqual([expect.stringMatching(/^--ca-cert: .*no PEM/)]);
-    expect(await problemsOf({ task: 't', caCert: '.' }, context(dir))).toEqual([expect.stringMatching(/^--ca-cert: cannot read/)]);
+    expect(await problemsOf({ task: 't', caCert: '.' }, context(dir))).toEqual([expect.stringMatching(/^--ca-cert: cannot read .*: not a regular file\.$/)]);
+    // A missing file is said in words, not as a bare errno code.
+    expect(await problemsOf({ task: 't', caCert: 'missing.pem' }, context(dir))).toEqual([`--ca-cert: cannot read ${path.join(dir, 'missing.pem')}: no such file (ENOENT).`]);
   });
 
   it('rejects a boolean variable that is not one', async () => {
@@ -214,7 +230,7 @@ describe('everyday options: --dockerfile, --verify, --persona, --append-system-p
     writeFileSync(path.join(dir, 'Other.Dockerfile'), 'FROM y\n');
     expect((await loadConfig({ task: 't', dockerfile: 'Other.Dockerfile' }, context(dir))).dockerfile).toBe(path.join(dir, 'Other.Dockerfile'));
     expect((await loadConfig({ task: 't' }, context(dir, { AGENT_WORKER_DOCKERFILE: 'Other.Dockerfile' }))).dockerfile).toBe(path.join(dir, 'Other.Dockerfile'));
-    expect(await problemsOf({ task: 't', dockerfile: 'nope/Dockerfile' }, context(dir))).toEqual([expect.stringMatching(/^--dockerfile: cannot read .*nope\/Dockerfile \(ENOENT\)/)]);
+    expect(await problemsOf({ task: 't', dockerfile: 'nope/Dockerfile' }, context(dir))).toEqual([expect.stringMatching(/^--dockerfile: cannot read .*nope\/Dockerfile: no such file \(ENOENT\)/)]);
   });
 
   it('joins --append-system-prompt and the --persona file, in that order; an empty or missing persona is a problem', async () => {
@@ -226,7 +242,7 @@ describe('everyday options: --dockerfile, --verify, --persona, --append-system-p
     expect((await loadConfig({ task: 't' }, context(dir, { AGENT_PERSONA: 'persona.md' }))).appendSystemPrompt).toBe('# Role\nYou review code.');
     writeFileSync(path.join(dir, 'empty.md'), '  \n');
     expect(await problemsOf({ task: 't', persona: 'empty.md' }, context(dir))).toEqual([expect.stringMatching(/^--persona: .*empty\.md is empty\.$/)]);
-    expect(await problemsOf({ task: 't', persona: 'missing.md' }, context(dir))).toEqual([expect.stringMatching(/^--persona: cannot read .*missing\.md \(ENOENT\)/)]);
+    expect(await problemsOf({ task: 't', persona: 'missing.md' }, context(dir))).toEqual([expect.stringMatching(/^--persona: cannot read .*missing\.md: no such file \(ENOENT\)/)]);
   });
 
   it('reads --mcp-config, lists its remote servers\' hosts, and rejects what is not an MCP configuration', async () => {
