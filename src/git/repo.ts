@@ -76,7 +76,7 @@ export async function openRepo(dir: string): Promise<Repo> {
     if (/must be run in a work tree|not in a work tree/.test(errorMessage(error))) {
       throw new PreflightError(`${dir} is not a git work tree (a bare repository or a .git folder).`, ExitCode.notARepo, 'Point --project at a checkout with a working tree.', { cause: error });
     }
-    throw new PreflightError(`${dir} is not inside a git repository.`, ExitCode.notARepo, 'Run agent-worker in a git work tree, pass one with --project <path>, or create one with `git init && git commit`.', { cause: error });
+    throw new PreflightError(`${dir} is not inside a git repository.`, ExitCode.notARepo, `Run agent-worker in a git work tree, pass one with --project <path>, or make this folder one: \`git init && ${FIRST_COMMIT}\`.`, { cause: error });
   }
   const rootGit = gitAt(root);
   let head: HeadState;
@@ -86,10 +86,16 @@ export async function openRepo(dir: string): Promise<Repo> {
     if (!commit || !/^[0-9a-f]{40}([0-9a-f]{24})?$/.test(commit)) throw new Error(`unexpected rev-parse output: ${commit}`);
     head = { commit, branch: branch && branch !== 'HEAD' ? branch : undefined };
   } catch (error) {
-    throw new PreflightError(`${root} has no commit yet.`, ExitCode.notARepo, 'Make a first commit (`git add -A && git commit -m init`), then run again.', { cause: error });
+    throw new PreflightError(`${root} has no commit yet.`, ExitCode.notARepo, `Make a first commit (\`${FIRST_COMMIT}\`), then run again.`, { cause: error });
   }
   return { root, git: rootGit, head };
 }
+
+/**
+ * Shell commands that make a repository's first commit, whatever the folder holds (nothing at all included):
+ * the hint of a run in a folder without a repository or without a commit.
+ */
+export const FIRST_COMMIT = 'git add -A && git commit --allow-empty -m "Initial commit"';
 
 /**
  * Fails unless the work tree is clean: no staged, unstaged or untracked changes (ignored files do not count).

@@ -1,4 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, realpathSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { preflight, type RunContext } from '../../src/run.js';
@@ -10,6 +11,7 @@ import { git, makeRepo, removeDir, tempDir } from '../helpers/git.js';
 import { removedAfterEach } from '../helpers/temp-dirs.js';
 
 const track = removedAfterEach();
+const GIT_IDENTITY = { GIT_AUTHOR_NAME: 'Test', GIT_AUTHOR_EMAIL: 'test@example.com', GIT_COMMITTER_NAME: 'Test', GIT_COMMITTER_EMAIL: 'test@example.com' };
 
 /** A daemon address where nothing listens, so preflight fails at the Docker step at the latest. */
 const NO_DAEMON = 'unix:///nonexistent/agent-worker-test.sock';
@@ -78,6 +80,21 @@ describe('preflight', () => {
     expect(error.exitCode).toBe(ExitCode.notARepo);
     expect(error.message).toMatch(/no commit/);
     expect(error.hint).toMatch(/git commit/);
+  });
+
+  it.each([
+    ['an empty folder', (_dir: string) => undefined],
+    ['a folder with files', (dir: string) => writeFileSync(path.join(dir, 'app.py'), 'print(1)\n')],
+    ['a repository with no commit', (dir: string) => git(dir, 'init', '--quiet')],
+  ])('the not-a-repository hint, run as given in %s, makes a repository preflight accepts', async (_name, prepare) => {
+    const dir = track(tempDir());
+    prepare(dir);
+    const hint = (await failure(config(dir))).hint ?? '';
+    const commands = /`([^`]+)`/.exec(hint)?.[1];
+    expect(commands, hint).toMatch(/git commit/);
+    execFileSync('sh', ['-c', commands!], { cwd: dir, env: { ...process.env, ...GIT_IDENTITY }, stdio: 'ignore' });
+    // Past the repository checks: it now fails only at the daemon, which does not exist.
+    expect((await failure(config(dir))).exitCode).toBe(ExitCode.docker);
   });
 
   it('refuses a bare repository (exit 3)', async () => {
