@@ -6,6 +6,7 @@ import { realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { Chalk, type ChalkInstance } from 'chalk';
 import { Command, Option } from 'commander';
+import { simpleGit } from 'simple-git';
 import { AgentWorkerError, ExitCode, errorMessage, interruptExitCode } from '../errors.js';
 import {
   followAgentStream,
@@ -76,7 +77,8 @@ export async function runsCommand(argv: string[], io: CommandIO): Promise<number
 }
 
 /**
- * `agent-worker logs [runId] [-f] [--stream] [--json]`: shows one run (default: the newest; a unique id prefix works).
+ * `agent-worker logs [runId] [-f] [--stream] [--json]`: shows one run (default: the newest — of the current repository
+ * when run inside one; a unique id prefix works).
  * - no flag: the report table (`--json`: the report JSON); without a report, the readable agent stream and a note on
  *   stderr that the run is still running or did not finish;
  * - `--stream`: the readable agent stream;
@@ -90,7 +92,7 @@ export async function runsCommand(argv: string[], io: CommandIO): Promise<number
 export async function logsCommand(argv: string[], io: CommandIO): Promise<number> {
   const command = new Command('agent-worker logs')
     .description("Show a run's report, or its agent's stream as readable lines; -f follows a running one.")
-    .argument('[runId]', 'a run id, or a unique prefix of one (default: the newest run)')
+    .argument('[runId]', "a run id, or a unique prefix of one (default: the newest run, inside a repository that repository's)")
     .option('-f, --follow', "follow the agent's stream until the run ends, then print the report")
     .addOption(new Option('--stream', "print the agent's stream as readable lines instead of the report").conflicts('json'))
     .option('--json', 'print the report as one JSON document')
@@ -100,7 +102,9 @@ export async function logsCommand(argv: string[], io: CommandIO): Promise<number
   if (parsed !== undefined) return parsed;
   const options = command.opts<{ follow?: boolean; stream?: boolean; json?: boolean }>();
   try {
-    const run = await resolveRun(runsRoot(io.env), command.args[0]);
+    // Without an id, inside a repository: that repository's newest run (as `gh run view` stays in its repository).
+    const project = command.args[0] ? undefined : await repositoryRoot(io.cwd ?? process.cwd());
+    const run = await resolveRun(runsRoot(io.env), command.args[0], { project });
     // With --json, stdout carries only the report.
     const streamOut = options.json ? io.stderr : io.stdout;
     // Runs without run.json or report.json predate other agents: Claude Code.
@@ -248,6 +252,18 @@ function write(stream: NodeJS.WritableStream, text: string): Promise<void> {
     stream.once('drain', onDrain);
     stream.once('error', onError);
   });
+}
+
+/**
+ * The top-level folder of the git work tree containing `dir` (as git prints it, and as a run records its project), or
+ * undefined outside any work tree (or without git).
+ */
+async function repositoryRoot(dir: string): Promise<string | undefined> {
+  try {
+    return (await simpleGit(dir).revparse(['--show-toplevel'])).trim() || undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The real path of `p` (symlinks resolved, as git reports a repository's top level), else `p`. */

@@ -85,18 +85,22 @@ export async function listRuns(root: string, options: ListRunsOptions = {}): Pro
 }
 
 /**
- * Finds one run: the newest when `idOrPrefix` is empty or undefined, else the run whose id is `idOrPrefix` or the only
- * one starting with it (like Docker ids).
+ * Finds one run: the newest when `idOrPrefix` is empty or undefined (with `options.project`, the newest run of that
+ * repository, its top-level folder as the run recorded it), else the run whose id is `idOrPrefix` or the only one
+ * starting with it (like Docker ids).
  *
  * @throws AgentWorkerError (ExitCode.usage) when there is no run, no match, or more than one match.
  */
-export async function resolveRun(root: string, idOrPrefix?: string): Promise<RunSummary> {
+export async function resolveRun(root: string, idOrPrefix?: string, options: { project?: string } = {}): Promise<RunSummary> {
   const hint = 'Run `agent-worker runs` to list the runs and their ids.';
   const names = await runFolderNames(root);
   if (!idOrPrefix) {
     for (const name of names) {
       const run = await readRun(path.join(root, name));
-      if (run) return run;
+      if (run && (options.project === undefined || run.project === options.project)) return run;
+    }
+    if (options.project !== undefined && names.length > 0) {
+      throw new AgentWorkerError(`There are no runs of ${options.project} in ${root}.`, ExitCode.usage, `${hint} \`agent-worker logs <runId>\` shows any of them.`);
     }
     throw new AgentWorkerError(`There are no runs in ${root}.`, ExitCode.usage, 'Start one with `agent-worker --task "…"`.');
   }

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { appendFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, readFile, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -69,14 +69,15 @@ async function makeRun(root: string, runId: string, files: { info?: RunInfo | st
   return dir;
 }
 
-function fakeIO(env: NodeJS.ProcessEnv, signal?: AbortSignal): { io: CommandIO; out: () => string; err: () => string } {
+/** Output streams that record what is written; the command's working folder is `cwd` (default: the temp home, no repository). */
+function fakeIO(env: NodeJS.ProcessEnv, signal?: AbortSignal, cwd = home): { io: CommandIO; out: () => string; err: () => string } {
   const stdout = new PassThrough();
   const stderr = new PassThrough();
   let out = '';
   let err = '';
   stdout.on('data', (chunk: Buffer) => (out += chunk.toString('utf8')));
   stderr.on('data', (chunk: Buffer) => (err += chunk.toString('utf8')));
-  return { io: { stdout, stderr, env, color: false, signal }, out: () => out, err: () => err };
+  return { io: { stdout, stderr, env, color: false, signal, cwd }, out: () => out, err: () => err };
 }
 
 const delay = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -394,6 +395,27 @@ describe('logsCommand', () => {
     expect(await logsCommand(['1999'], io)).toBe(ExitCode.usage);
     expect(out()).toBe('');
     expect(err()).toBe(`agent-worker: No run "1999" in ${root}.\n  Run \`agent-worker runs\` to list the runs and their ids.\n`);
+  });
+
+  it("without an id inside a repository shows that repository's newest run, not a newer one elsewhere", async () => {
+    const repo = await realpath(await mkdtemp(path.join(home, 'repo-')));
+    spawnSync('git', ['init', '--quiet'], { cwd: repo });
+    const ours = '20251231-000000-cccccc';
+    await makeRun(root, ours, { info: makeInfo(ours, { project: repo, pid: deadPid() }), report: makeReport(ours, 'success') });
+    await mkdir(path.join(repo, 'src'));
+    const inside = fakeIO(env, undefined, path.join(repo, 'src'));
+    expect(await logsCommand(['--json'], inside.io)).toBe(0);
+    expect((JSON.parse(inside.out()) as RunReport).runId).toBe(ours);
+    // Outside any repository: the newest run of all.
+    const outside = fakeIO(env);
+    expect(await logsCommand(['--stream'], outside.io)).toBe(0);
+    expect(outside.out()).toContain('init · claude-sonnet-4-5');
+    // A repository with no runs says so instead of showing another repository's run.
+    const other = await realpath(await mkdtemp(path.join(home, 'other-')));
+    spawnSync('git', ['init', '--quiet'], { cwd: other });
+    const none = fakeIO(env, undefined, other);
+    expect(await logsCommand([], none.io)).toBe(ExitCode.usage);
+    expect(none.err()).toContain(`There are no runs of ${other} in ${root}.`);
   });
 
   it('--json without a report is an error; --json with --stream is refused', async () => {
