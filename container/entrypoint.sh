@@ -33,6 +33,8 @@
 #                         neither the agent nor the command can write there). With AW_VERIFY set, this script
 #                         stays PID 1 and supervises in mount mode too.
 #   /run/agent-worker/mcp-config.json  optional; installed as $HOME/.mcp-config.json (the agent's, 0600)
+#   env AW_API_CHECK      optional; "HOST PORT" of the model API: once the firewall is up, a TCP connection to it
+#                         must succeed within 10 s, or the agent is not started (exit 69)
 #
 # Output: stdout belongs to the agent; this script writes to stderr only, every line prefixed
 # "agent-worker:", and never writes a secret value. Two lines time the agent's process, in seconds since
@@ -46,6 +48,9 @@
 #                   secrets or task file is unreadable, HOME or /etc/passwd could not be set up, or the
 #                   agent's privileges were found not dropped
 #   78  (EX_CONFIG) the egress firewall could not be set up
+#   69  (EX_UNAVAILABLE) AW_API_CHECK's host and port did not accept a connection; the reason is on stderr as
+#                   "agent-worker: model API check failed: HOST:PORT: connection refused" (or "the host name does not
+#                   resolve", "no answer within 10 s", …)
 #   75  (EX_TEMPFAIL) copy mode: the agent ran, but collecting its work failed (see stderr)
 set -euo pipefail
 
@@ -176,6 +181,38 @@ if ((fw_status != 0)); then
   exit 78
 fi
 if [[ -n $fw_output ]]; then printf '%s\n' "$fw_output" >&2; fi
+
+# --- 2b. the model API accepts a connection: behind the firewall, so it costs milliseconds, not minutes of
+# the agent's own retries. A TCP connect (bash's /dev/tcp: getaddrinfo, so the names the firewall pinned in
+# /etc/hosts resolve), bounded by API_CHECK_SECONDS.
+readonly API_CHECK_SECONDS=10
+if [[ -n ${AW_API_CHECK:-} ]]; then
+  read -r api_host api_port _ <<<"$AW_API_CHECK"
+  [[ -n $api_host && $api_port =~ ^[0-9]{1,5}$ ]] || die 64 "AW_API_CHECK must be 'HOST PORT', got '$AW_API_CHECK'"
+  api_status=0
+  # shellcheck disable=SC2016 # expanded by that bash, not this one
+  api_output=$(timeout "$API_CHECK_SECONDS" bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$api_host" "$api_port" 2>&1 </dev/null 3<&-) ||
+    api_status=$?
+  if ((api_status != 0)); then
+    case $api_output in
+      *refused*) api_why="connection refused" ;;
+      *"not known"* | *"resolve"* | *"No address"* | *"Temporary failure in name resolution"*) api_why="the host name does not resolve" ;;
+      *unreachable*) api_why="network unreachable" ;;
+      *)
+        if ((api_status == 124)); then
+          api_why="no answer within $API_CHECK_SECONDS s"
+        else
+          api_why=${api_output##*: }
+          api_why=${api_why:-"connect failed with status $api_status"}
+        fi
+        ;;
+    esac
+    log "model API check failed: $api_host:$api_port: $api_why"
+    exit 69
+  fi
+  debug "model API $api_host:$api_port accepts connections"
+  unset api_host api_port api_status api_output api_why
+fi
 
 # --- 3. the agent's user and HOME -----------------------------------------------------------------------
 # Tools look the uid up (git, ssh, os.userInfo()); give it a passwd entry when the image has none.

@@ -14,7 +14,7 @@
 # Inputs (env only):
 #   AW_ALLOW_HOSTS  space-separated host names or literal IP addresses. Names are resolved once, here,
 #                   with getent ahosts (getaddrinfo: so /etc/hosts, e.g. host.docker.internal, applies);
-#                   a name with no address is an error. The addresses go into ipsets aw-allow-v4/-v6
+#                   a name with no address is an error ("cannot resolve host 'NAME' …"). The addresses go into ipsets aw-allow-v4/-v6
 #                   (aw-allow-v6 only with IPv6 on).
 #   AW_DEBUG=1      what was resolved and which iptables backend is used, on stderr
 #
@@ -142,7 +142,7 @@ for i in "${!names[@]}"; do
     fi
   done
   found=("${found_v4[@]}" "${found_v6[@]}")
-  ((${#found[@]} > 0)) || die "AW_ALLOW_HOSTS: cannot resolve '$host' (no IPv4 or IPv6 address)"
+  ((${#found[@]} > 0)) || die "cannot resolve host '$host' (no IPv4 or IPv6 address)"
   debug "allow $host: ${found[*]}"
   pinned+=("$host")
   pinned_addresses+=("${found[*]}")

@@ -35,7 +35,7 @@ import {
 } from './git/repo.js';
 import { connectDocker, connectOptionsFor, type DockerConnection } from './docker/client.js';
 import { ensureImage, PROJECT_BASE_ARG, PROJECT_IMAGE_REPOSITORY, type EnsuredImage, type ImageSpec } from './docker/image.js';
-import { AgentContainer, agentProcessMark, DaemonLostError, FIREWALL_EXIT_CODE, MCP_CONFIG_PATH, type ContainerExit, type WorkspaceSpec } from './docker/container.js';
+import { AgentContainer, agentProcessMark, API_UNREACHABLE_EXIT_CODE, DaemonLostError, FIREWALL_EXIT_CODE, MCP_CONFIG_PATH, removeTimeoutMs, type ContainerExit, type WorkspaceSpec } from './docker/container.js';
 import { ByteLineSplitter, LineSplitter } from './stream/lines.js';
 import { defuseGitEntries, snapshotGitEntries, type GitEntry } from './git/guard.js';
 import { RunLog, runsRoot } from './report/run-log.js';
@@ -49,10 +49,12 @@ const log = createDebug('agent-worker:run');
 
 /** The base image the Dockerfile builds on, unless AGENT_WORKER_BASE_IMAGE names another. */
 export const DEFAULT_BASE_IMAGE = 'debian:bookworm-slim';
-/** Default model API host when no --base-url is given. */
-const DEFAULT_API_HOST = 'api.anthropic.com';
+/** Default model API when no --base-url is given. */
+const DEFAULT_API_URL = 'https://api.anthropic.com';
 /** How long the agent may take to exit after its final result before it is stopped, in ms. */
 export const AFTER_RESULT_GRACE_MS = 30_000;
+/** How long removing the container may take once the daemon was lost mid-run, in ms (it is most likely gone with it). */
+const LOST_DAEMON_REMOVE_MS = 10_000;
 /** How many lines of the container's stderr are kept for error messages. */
 const STDERR_TAIL_LINES = 20;
 
@@ -316,8 +318,9 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
     throwIfAborted(context.signal);
 
     context.progress.phase(workspace === 'copy' ? 'Starting the container (copying the repository in)' : 'Starting the container');
-    const apiHost = config.baseUrl ? new URL(config.baseUrl).hostname : DEFAULT_API_HOST;
-    const allowHosts = [...new Set([apiHost.replace(/^\[|\]$/g, ''), ...config.allowHosts])];
+    const apiUrl = new URL(config.baseUrl ?? DEFAULT_API_URL);
+    const apiHost = apiUrl.hostname.replace(/^\[|\]$/g, '');
+    const allowHosts = [...new Set([apiHost, ...config.allowHosts])];
     const blockedMcp = config.mcpConfig?.urlHosts.filter((host) => !allowHosts.includes(host)) ?? [];
     if (blockedMcp.length > 0) {
       warn(`the firewall blocks the MCP server host(s) ${blockedMcp.join(', ')} from --mcp-config; allow them with ${blockedMcp.map((host) => `--allow-host ${host}`).join(' ')}`);
@@ -347,6 +350,7 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
       verify: config.verify,
       mcpConfigJson: config.mcpConfig?.json,
       allowHosts,
+      apiCheck: { host: apiHost, port: apiPort(apiUrl) },
       timezone: config.timezone,
       limits: { memoryBytes: config.memoryBytes, cpus: config.cpus, pidsLimit: config.pidsLimit },
     });
@@ -354,19 +358,19 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
     await branchReady;
     throwIfAborted(context.signal);
 
-    context.progress.phase('Agent running');
+    // The phase stays "Starting the container" while the entrypoint sets up the firewall and checks the model
+    // API; runAgent shows "Agent running" once the agent's process has started.
     agentStarted = true;
     const { exit, outcome, stderrTail, agentWallMs } = await runAgent(container, plugin, runLog, config, context);
     for (const failure of runLog.writeFailures()) warn(failure);
-    if (exit.reason === 'exited' && exit.exitCode === FIREWALL_EXIT_CODE && stderrTail.some((line) => line.includes('firewall'))) {
+    const setupFailure = containerSetupFailure(exit, stderrTail, { apiUrl, baseUrl: config.baseUrl, allowHosts: config.allowHosts, mcpHosts: config.mcpConfig?.urlHosts ?? [] });
+    if (setupFailure) {
       agentStarted = false;
-      throw new DockerError(
-        `The container's firewall could not be set up, so the agent was not started:\n${stderrTail.join('\n')}`,
-        ExitCode.container,
-        'Check that every --allow-host and the --base-url host resolve from the Docker host; run with --debug for details.',
-      );
+      throw setupFailure;
     }
-    context.progress.succeed(`Agent ${describeExit(exit)}`);
+    const agentReason = agentFailureReason(exit, outcome, stderrTail);
+    if (agentSucceeded(exit, outcome)) context.progress.succeed(`Agent ${describeExit(exit)}`);
+    else context.progress.fail(`Agent ${describeExit(exit)}${agentReason ? `: ${agentReason}` : ''}`);
 
     let verify: VerifyResult | null = null;
     if (config.verify !== undefined) {
@@ -377,13 +381,16 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
     context.progress.phase('Collecting changes');
     const status = runStatus(exit, outcome, config.verify === undefined ? undefined : verify);
     // Mount mode needs nothing more from the container: it is removed while the work is committed.
-    const removing = workspace === 'mount' ? container.remove() : undefined;
-    removing?.catch(() => undefined);
+    // Removal is cleanup after the work is safe: a slow daemon is a warning, never the run's outcome.
+    const removeMs = removeTimeoutMs(context.env);
+    const removing = workspace === 'mount' ? container.removeAfterWork(removeMs) : undefined;
     const { headCommit, changes } = await keepWork(status);
-    await (removing ?? container.remove());
+    const leftBehind = await (removing ?? container.removeAfterWork(removeMs));
+    if (leftBehind) warn(leftBehind);
     if (workspace === 'copy') await checkoutIfFree(repo, branch, runLog, context.env, runId, base);
     const report = await buildReport({
       ...{ repo, runId, branch, base, headCommit, status, exit, outcome, config, started, plugin, agentWallMs },
+      agentError: agentReason,
       changes,
       image,
       logDir: runLog.dir,
@@ -410,7 +417,9 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
     } else if (workspace === 'mount') {
       await keepWork('agent_error').catch((keepError: unknown) => runLog.note(`keeping the work failed: ${errorMessage(keepError)}`));
     }
-    if (container) await container.remove().catch((removeError: unknown) => log('remove: %s', errorMessage(removeError)));
+    // Never throws: the error that ended the run is the one reported. A lost daemon gets a short try.
+    const leftBehind = await container?.removeAfterWork(error instanceof DaemonLostError ? LOST_DAEMON_REMOVE_MS : removeTimeoutMs(context.env));
+    if (leftBehind && !warnings.includes(leftBehind)) warn(leftBehind);
     if (context.signal.aborted && !agentStarted) throw new InterruptedError(String(context.signal.reason));
     throw error;
   } finally {
@@ -639,6 +648,8 @@ export async function runAgent(
   const stderrLines = new LineSplitter((line) => {
     const mark = agentProcessMark(line);
     if (mark) marks[mark.mark] = mark.atMs;
+    // The firewall is up and the model API answered: the agent's process starts now.
+    if (mark?.mark === 'started') context.progress.phase('Agent running');
     stderrTail.push(line);
     if (stderrTail.length > STDERR_TAIL_LINES) stderrTail.shift();
   }, 64 * 1024);
@@ -685,6 +696,8 @@ async function buildReport(input: {
   warnings: string[];
   verify: VerifyResult | null;
   agentWallMs: number | null;
+  /** The agent's own reason for failing, shortened ({@link agentFailureReason}); undefined when it did not fail. */
+  agentError?: string;
   /** The changes base..headCommit when already being read; default: read here. */
   changes?: Promise<ChangeSummary>;
 }): Promise<RunReport> {
@@ -706,6 +719,7 @@ async function buildReport(input: {
       sessionId: outcome.sessionId ?? null,
       turns: outcome.turns,
       resultText: outcome.resultText ?? null,
+      error: input.agentError ?? null,
     },
     tokens: outcome.tokens,
     costUsd: outcome.costUsd ?? null,
@@ -734,11 +748,98 @@ function runStatus(exit: ContainerExit, outcome: AgentOutcome, verify?: VerifyRe
   if (exit.reason === 'interrupted') return 'interrupted';
   if (outcome.limitReached === 'max_turns') return 'max_turns';
   if (outcome.limitReached === 'max_budget') return 'budget_exceeded';
-  // Stopped after it reported its result: the result decides.
-  const agentOk = exit.reason === 'after_result' ? outcome.resultSubtype !== undefined && !outcome.isError : exit.exitCode === 0 && !outcome.isError;
-  if (!agentOk) return 'agent_error';
+  if (!agentSucceeded(exit, outcome)) return 'agent_error';
   if (verify !== undefined && verify?.exitCode !== 0) return 'verify_failed';
   return 'success';
+}
+
+/**
+ * Whether the agent finished its task by its own account: it exited 0 without reporting an error, or (stopped after
+ * it reported its result) its result was not an error; never after a timeout, an interrupt, running out of memory or
+ * a limit.
+ */
+function agentSucceeded(exit: ContainerExit, outcome: AgentOutcome): boolean {
+  if (exit.oomKilled || exit.reason === 'timed_out' || exit.reason === 'interrupted' || outcome.limitReached) return false;
+  // Stopped after it reported its result: the result decides.
+  if (exit.reason === 'after_result') return outcome.resultSubtype !== undefined && !outcome.isError;
+  return exit.exitCode === 0 && !outcome.isError;
+}
+
+/** Longest agent reason shown, in characters ("a line or two"). */
+const AGENT_REASON_CHARS = 200;
+
+/**
+ * The agent's own reason for failing, on one line and at most {@link AGENT_REASON_CHARS} characters: its final result
+ * text when that reports an error (Claude Code `result` with `is_error`, e.g. "API Error: Connection refused"), else,
+ * when it exited non-zero without a result, the last line it wrote to stderr. Undefined when it did not fail by its
+ * own account (a timeout or an interrupt has no reason of the agent's) or said nothing.
+ */
+export function agentFailureReason(exit: ContainerExit, outcome: AgentOutcome, stderrTail: string[]): string | undefined {
+  if (exit.reason === 'timed_out' || exit.reason === 'interrupted') return undefined;
+  let text: string | undefined;
+  if (outcome.isError && outcome.resultText?.trim()) text = outcome.resultText;
+  else if (exit.reason === 'exited' && exit.exitCode !== 0 && outcome.resultSubtype === undefined) {
+    // The entrypoint's own lines ("agent-worker: …", timing marks) are not the agent's.
+    text = [...stderrTail].reverse().find((line) => line.trim() !== '' && !line.startsWith('agent-worker: '));
+  }
+  if (!text) return undefined;
+  const line = text.replace(/\s+/g, ' ').trim();
+  return line.length > AGENT_REASON_CHARS ? `${line.slice(0, AGENT_REASON_CHARS - 1)}…` : line;
+}
+
+/** The port a model API URL connects to: its own, else 443 for https and 80 for http. */
+function apiPort(url: URL): number {
+  return url.port ? Number(url.port) : url.protocol === 'https:' ? 443 : 80;
+}
+
+/**
+ * The error for a container whose entrypoint stopped before the agent started: its firewall could not be set up
+ * ({@link FIREWALL_EXIT_CODE}), or the model API did not accept a connection ({@link API_UNREACHABLE_EXIT_CODE}).
+ * A host that does not resolve is named with the flag it came from. Undefined for any other exit.
+ * @param stderrTail the container's last stderr lines, where the entrypoint says why (`agent-worker: …`).
+ */
+export function containerSetupFailure(
+  exit: ContainerExit,
+  stderrTail: string[],
+  origin: { apiUrl: URL; baseUrl?: string; allowHosts: string[]; mcpHosts: string[] },
+): AgentWorkerError | undefined {
+  if (exit.reason !== 'exited') return undefined;
+  const said = (prefix: string): string | undefined => {
+    const line = [...stderrTail].reverse().find((text) => text.startsWith(`agent-worker: ${prefix}`));
+    return line?.slice(`agent-worker: ${prefix}`.length).trim();
+  };
+  if (exit.exitCode === API_UNREACHABLE_EXIT_CODE) {
+    const why = said('model API check failed:');
+    if (why === undefined) return undefined;
+    return new AgentWorkerError(
+      `The model API at ${origin.apiUrl.href} did not accept a connection from the agent's container (${why}), so the agent was not started.`,
+      ExitCode.container,
+      `Check ${origin.baseUrl ? '--base-url' : 'the network to api.anthropic.com'} and that the API server is up; \`agent-worker doctor\` checks the same path.`,
+    );
+  }
+  if (exit.exitCode !== FIREWALL_EXIT_CODE) return undefined;
+  const why = said('firewall setup failed:');
+  if (why === undefined) return undefined;
+  const unresolved = /^cannot resolve host '([^']+)'/.exec(why)?.[1];
+  if (unresolved !== undefined) {
+    const apiHost = origin.apiUrl.hostname.replace(/^\[|\]$/g, '');
+    const sources: string[] = [];
+    if (unresolved === apiHost) sources.push(origin.baseUrl ? `--base-url ${origin.baseUrl}` : 'the default model API');
+    if (origin.allowHosts.includes(unresolved)) {
+      sources.push(origin.mcpHosts.includes(unresolved) ? `--allow-host ${unresolved} (an MCP server's host in --mcp-config)` : `--allow-host ${unresolved}`);
+    }
+    const from = sources.length > 0 ? sources.join(' and ') : 'the allowed hosts';
+    return new AgentWorkerError(
+      `The host ${unresolved} (from ${from}) does not resolve to an address, so the container's firewall cannot allow it and the agent was not started.`,
+      ExitCode.container,
+      `Check the host name in ${sources.length > 0 ? from : 'every --allow-host and --base-url'}; it must resolve from the Docker host's network.`,
+    );
+  }
+  return new AgentWorkerError(
+    `The container's firewall could not be set up (${why}), so the agent was not started.`,
+    ExitCode.container,
+    'Run with --debug for the firewall\'s diagnostics.',
+  );
 }
 
 /** The process exit code of a run that ended with `status`. */

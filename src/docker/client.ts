@@ -297,6 +297,11 @@ function connectError(error: unknown, endpoint: ResolvedEndpoint, verdict: HostK
   );
 }
 
+/** Thrown by {@link withTimeout} when the bound ran out (the awaited work may still finish later). */
+export class TimeoutError extends Error {
+  override name = 'TimeoutError';
+}
+
 /**
  * Resolves or rejects like `promise`, or rejects after `ms` with a message naming what was waited
  * for, or as soon as `signal` aborts (with the signal's reason).
@@ -305,7 +310,7 @@ export async function withTimeout<T>(promise: Promise<T>, ms: number, waitingFor
   let timer: NodeJS.Timeout | undefined;
   let onAbort: (() => void) | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${waitingFor}`)), ms);
+    timer = setTimeout(() => reject(new TimeoutError(`timed out after ${ms} ms waiting for ${waitingFor}`)), ms);
     if (signal) {
       onAbort = () => reject(new Error(`aborted (${String(signal.reason)}) while waiting for ${waitingFor}`));
       if (signal.aborted) onAbort();

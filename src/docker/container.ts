@@ -11,7 +11,7 @@ import { pack as tarPack } from 'tar-stream';
 import type Docker from 'dockerode';
 import createDebug from 'debug';
 import { DockerError, ExitCode, errorMessage } from '../errors.js';
-import { withTimeout } from './client.js';
+import { TimeoutError, withTimeout } from './client.js';
 import { extractSafely } from './archive.js';
 import { FrameDemuxer } from './demux.js';
 import { LABEL_HOST, LABEL_MANAGED, LABEL_PID, LABEL_PROJECT, LABEL_RUN_ID, LABEL_VERSION } from './labels.js';
@@ -24,6 +24,12 @@ export const WORKSPACE_DIR = '/workspace';
 export const HANDOFF_DIR = '/run/agent-worker';
 /** Exit code of the entrypoint when the firewall could not be set up (the agent never started). */
 export const FIREWALL_EXIT_CODE = 78;
+/**
+ * Exit code of the entrypoint when the model API's host and port did not accept a TCP connection from behind the
+ * firewall (refused, unresolvable, or no answer in time); the agent never started. Its reason is on stderr:
+ * `agent-worker: model API check failed: HOST:PORT: connection refused`.
+ */
+export const API_UNREACHABLE_EXIT_CODE = 69;
 /** Folder the entrypoint fills in copy mode (`result`, `work.bundle`) for the host to fetch. */
 export const COPY_OUT_DIR = '/run/agent-worker-out';
 /** Root's folder where the entrypoint leaves the --verify command's `verify.log` and `verify.result`. */
@@ -94,6 +100,11 @@ export interface AgentContainerSpec {
   mcpConfigJson?: string;
   /** Host names / IPs the firewall lets the agent reach. */
   allowHosts: string[];
+  /**
+   * The model API's host and port: the entrypoint checks, behind the firewall, that they accept a TCP connection
+   * before the agent starts (exit {@link API_UNREACHABLE_EXIT_CODE} otherwise). No check when undefined.
+   */
+  apiCheck?: { host: string; port: number };
   /** Resource limits: memory in bytes (no extra swap), CPUs, processes. */
   limits?: { memoryBytes: number; cpus?: number; pidsLimit: number };
   timezone: string;
@@ -134,8 +145,27 @@ export interface OutputSinks {
   stderr: (chunk: Buffer) => void;
 }
 
-/** How long removing a container may take, in ms (a lost daemon must not hang the tool). */
-const REMOVE_TIMEOUT_MS = 30_000;
+/**
+ * How long removing a container may take, in ms: a lost daemon must not hang the tool, and a slow one
+ * (docker-in-docker under load has taken more than 30 s) must not turn a finished run into a failure.
+ * A container still there after this is left, labelled {@link LABEL_MANAGED}, for `agent-worker gc`.
+ */
+export const REMOVE_TIMEOUT_MS = 120_000;
+/**
+ * Environment variable that replaces {@link REMOVE_TIMEOUT_MS} with a whole number of ms: for tests,
+ * which need a short bound to stand for a daemon that never removes the container (documented in the
+ * README's Troubleshooting, not a setting of its own).
+ */
+export const REMOVE_TIMEOUT_ENV = 'AGENT_WORKER_REMOVE_TIMEOUT_MS';
+
+/**
+ * The bound for removing a container, in ms: {@link REMOVE_TIMEOUT_ENV} when it holds a positive whole
+ * number, else {@link REMOVE_TIMEOUT_MS}.
+ */
+export function removeTimeoutMs(env: NodeJS.ProcessEnv): number {
+  const value = env[REMOVE_TIMEOUT_ENV];
+  return value !== undefined && /^[1-9]\d*$/.test(value) ? Number(value) : REMOVE_TIMEOUT_MS;
+}
 
 async function pingWithin(docker: Docker, ms: number): Promise<void> {
   await withTimeout(docker.ping(), ms, 'a ping of the Docker daemon');
@@ -143,7 +173,8 @@ async function pingWithin(docker: Docker, ms: number): Promise<void> {
 
 /** A created agent container. */
 export class AgentContainer {
-  private removed = false;
+  /** The one removal request: later calls join it and get its outcome. */
+  private removal?: Promise<void>;
   private stopRequest?: (why: ContainerExit['reason']) => void;
 
   private constructor(
@@ -172,6 +203,7 @@ export class AgentContainer {
       TZ: spec.timezone,
     };
     if (spec.verify !== undefined) env.AW_VERIFY = spec.verify;
+    if (spec.apiCheck) env.AW_API_CHECK = `${spec.apiCheck.host} ${spec.apiCheck.port}`;
     if (workspace.mode === 'copy') {
       Object.assign(env, { AW_BRANCH: workspace.branch, AW_BASE_COMMIT: workspace.baseCommit, AW_BUNDLE_REF: workspace.bundleRef, AW_GIT_NAME: workspace.gitName, AW_GIT_EMAIL: workspace.gitEmail });
     }
@@ -228,7 +260,8 @@ export class AgentContainer {
     try {
       await container.putArchive(await handoffArchive(spec), { path: HANDOFF_DIR });
     } catch (error) {
-      await agentContainer.remove();
+      // The error that matters is the hand-off's: a removal that fails too is only logged.
+      await agentContainer.remove().catch((removeError: unknown) => log('remove %s: %s', agentContainer.shortId, errorMessage(removeError)));
       throw new DockerError(`Handing the task to the container failed: ${errorMessage(error)}`, ExitCode.container, 'Run with --debug for details.', { cause: error });
     }
     return agentContainer;
@@ -361,17 +394,47 @@ export class AgentContainer {
     return extractSafely(archive, destDir, { maxBytes, maxEntries: 10 });
   }
 
-  /** Kills and removes the container; safe to call more than once and when it is already gone. */
-  async remove(): Promise<void> {
-    if (this.removed) return;
+  /**
+   * Kills and removes the container (with its anonymous volumes). Safe to call more than once: one
+   * request is sent, and a later call joins it and gets its outcome (its own `timeoutMs` is not used).
+   * A container already gone (404) or being removed by another request (409) counts as removed.
+   * @param timeoutMs how long to wait for the daemon, in ms ({@link REMOVE_TIMEOUT_MS} by default).
+   * @throws Error naming the container when the daemon did not answer within `timeoutMs` (the request
+   *   is not withdrawn: the daemon may still remove it), or the daemon's error.
+   */
+  remove(timeoutMs = REMOVE_TIMEOUT_MS): Promise<void> {
+    this.removal ??= this.removeOnce(timeoutMs);
+    return this.removal;
+  }
+
+  /**
+   * Removes the container once the work is safe (on the branch, or given up on): its outcome never
+   * changes how the run ended, so nothing is thrown (STYLE rule 16).
+   * @param timeoutMs how long to wait for the daemon, in ms (see {@link removeTimeoutMs}).
+   * @returns undefined when the container is gone, else a warning for the report saying it was left
+   *   behind and how it is cleaned up.
+   */
+  async removeAfterWork(timeoutMs: number): Promise<string | undefined> {
     try {
-      await withTimeout(this.container.remove({ force: true, v: true }), REMOVE_TIMEOUT_MS, `the removal of container ${this.shortId}`);
+      await this.remove(timeoutMs);
+      return undefined;
+    } catch (error) {
+      log('remove %s: %s', this.shortId, errorMessage(error));
+      const timedOut = error instanceof TimeoutError;
+      const bound = timeoutMs % 1000 === 0 ? `${timeoutMs / 1000} s` : `${timeoutMs} ms`;
+      const why = timedOut ? `was not removed within ${bound}` : `could not be removed (${errorMessage(error)})`;
+      return `container ${this.shortId} ${why}; it is labelled ${LABEL_MANAGED} and \`agent-worker gc\` removes it`;
+    }
+  }
+
+  private async removeOnce(timeoutMs: number): Promise<void> {
+    try {
+      await withTimeout(this.container.remove({ force: true, v: true }), timeoutMs, `the removal of container ${this.shortId}`);
       log('removed container %s', this.shortId);
     } catch (error) {
       const code = (error as { statusCode?: number }).statusCode;
       if (code !== 404 && code !== 409) throw error;
     }
-    this.removed = true;
   }
 }
 

@@ -31,7 +31,7 @@ export interface RenderTableOptions {
 
 /**
  * Renders `report` as text tables: a summary table (branch, base and head commits, duration, the agent process's
- * time and agent-worker's own, status, agent exit code,
+ * time and agent-worker's own, status with the agent's own reason when it failed, agent exit code,
  * agent and model, tokens, cost, turns, lines added/removed, files changed), then a table of changed files (status,
  * path — `old → new` for renames, `+added`, `−removed`, `bin` for binary files), then the log folder.
  *
@@ -56,7 +56,7 @@ export function renderReportTable(report: RunReport, options: RenderTableOptions
     [label('head commit'), shortCommit(report.headCommit)],
     [label('duration'), formatDuration(report.durationMs)],
     [label('agent time'), agent.wallMs === null ? dash : `${formatDuration(agent.wallMs)} (agent-worker's own: ${formatDuration(report.durationMs - agent.wallMs)})`],
-    [label('status'), colorStatus(c, report.status)],
+    [label('status'), agent.error ? `${colorStatus(c, report.status)}: ${wrapLine(printable(agent.error), STATUS_REASON_WIDTH)}` : colorStatus(c, report.status)],
     [label('agent exit code'), agent.exitCode === null ? `${dash} (killed)` : String(agent.exitCode)],
     [label('agent'), printable(agentText)],
     [label('model'), agent.model === null ? dash : printable(agent.model)],
@@ -98,6 +98,23 @@ export function renderReportTable(report: RunReport, options: RenderTableOptions
   for (const warning of report.warnings ?? []) out += `${c.yellow('warning:')} ${printable(warning)}\n`;
   out += `${c.dim('Log folder:')} ${printable(report.logDir)}\n`;
   return out;
+}
+
+/** Characters of the agent's failure reason per line of the status row (it spans at most three). */
+const STATUS_REASON_WIDTH = 72;
+
+/** `text` broken into lines of at most `width` characters, at spaces where it can be. */
+function wrapLine(text: string, width: number): string {
+  const lines: string[] = [];
+  let rest = text;
+  while (rest.length > width) {
+    const cut = rest.lastIndexOf(' ', width);
+    const at = cut > width / 2 ? cut : width;
+    lines.push(rest.slice(0, at));
+    rest = rest.slice(at).trimStart();
+  }
+  lines.push(rest);
+  return lines.join('\n');
 }
 
 /**

@@ -77,6 +77,12 @@ export interface RunReport {
     sessionId: string | null;
     turns: number;
     resultText: string | null;
+    /**
+     * The agent's own reason for failing, on one line (at most 200 characters): its error result, else the last line
+     * it wrote to stderr. Null when it did not fail by its own account (success, a timeout, an interrupt). Reports of
+     * earlier versions lack it.
+     */
+    error?: string | null;
   };
   tokens: TokenUsage;
   /** In US dollars; null when the agent never reported a cost. */

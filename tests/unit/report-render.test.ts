@@ -22,6 +22,7 @@ function makeReport(overrides: Partial<RunReport> = {}): RunReport {
       sessionId: '70cc4719-3d65-4cab-b47a-51bae7c7a8f3',
       turns: 17,
       resultText: 'Done.',
+      error: null,
     },
     tokens: { input: 12_345, output: 6_789, cacheRead: 1_234_567, cacheWrite: 45_678, total: 1_299_379 },
     costUsd: 0.012345,
@@ -131,6 +132,22 @@ describe('renderReportTable', () => {
     expect(text).toMatch(/cost\s+│ —/);
     expect(text).toMatch(/model\s+│ —/);
     expect(text).toContain('— (killed)');
+  });
+
+  it("shows a failed agent's own reason in the status row, wrapped, never the success words", () => {
+    const reason = 'API Error: Connection refused. The server at http://host.docker.internal:9/v1/messages refused the connection (ECONNREFUSED) after 10 retries over 3 minutes.';
+    const report = makeReport({ status: 'agent_error' });
+    report.agent = { ...report.agent, exitCode: 1, error: reason };
+    const out = renderReportTable(report, { color: false });
+    const lines = out.split('\n');
+    const statusLine = lines.findIndex((line) => line.includes('status') && line.includes('agent error: API Error: Connection refused.'));
+    expect(statusLine, out).toBeGreaterThan(-1);
+    // The reason continues on the next line of the same row, and all of it is there.
+    const rowText = lines.slice(statusLine, statusLine + 3).join(' ').replace(/[│|]/g, ' ').replace(/\s+/g, ' ');
+    expect(rowText).toContain('after 10 retries over 3 minutes.');
+    expect(Math.max(...lines.map((line) => line.length))).toBeLessThan(120);
+    // No reason: the status word alone.
+    expect(renderReportTable(makeReport(), { color: false })).toMatch(/status\s+│?\s*success\s/);
   });
 
   it('colours when asked', () => {
