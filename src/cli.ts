@@ -11,6 +11,11 @@ import { AgentWorkerError, ConfigError, ExitCode, ImageBuildError, errorMessage,
 
 const HANDLED_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
+/** The subcommands {@link main} dispatches on. */
+const COMMANDS = ['doctor', 'runs', 'logs', 'gc'] as const;
+/** Most edits (optimal string alignment distance) between a mistyped command and the command it suggests. */
+const COMMAND_TYPO_EDITS = 2;
+
 /** The subcommands, as `--help` lists them. */
 const COMMANDS_HELP = `
 Commands:
@@ -68,6 +73,8 @@ async function buildProgram(name: string, description: string, options: { doctor
     program.addOption(option);
   }
   program.addHelpText('after', options.doctor ? DOCTOR_HELP : `${COMMANDS_HELP}\n${EXIT_CODES_HELP}\n${EXAMPLES_HELP}`);
+  // A run's stray word is reported by parseFlags: a mistyped command gets a suggestion.
+  if (!options.doctor) program.allowExcessArguments();
   program.exitOverride();
   return program;
 }
@@ -83,10 +90,48 @@ function parseFlags(program: Command, argv: string[]): RawFlags | number {
     return code === 0 ? 0 : ExitCode.usage;
   }
   if (program.args.length > 0) {
-    process.stderr.write(`agent-worker: unexpected argument ${JSON.stringify(program.args[0])}; put the task in --task "…" (commands: doctor, runs, logs, gc).\n`);
+    const word = program.args[0]!;
+    const suggestions = similarCommands(word);
+    if (suggestions.length > 0) process.stderr.write(`agent-worker: unknown command ${JSON.stringify(word)}. Did you mean ${suggestions.join(' or ')}?\n`);
+    else process.stderr.write(`agent-worker: unexpected argument ${JSON.stringify(word)}; put the task in --task "…" (commands: ${COMMANDS.join(', ')}).\n`);
     return ExitCode.usage;
   }
   return program.opts<RawFlags>();
+}
+
+/**
+ * The commands `word` is likely a typo of: those it starts (two letters or more), else the nearest within
+ * {@link COMMAND_TYPO_EDITS} edits that keep over 40% of the longer word (commander's rule for option
+ * typos; its suggestSimilar is not exported, and its unknown-command check needs registered subcommands,
+ * which would take the default command's bare run away). Empty when none is close.
+ */
+function similarCommands(word: string): string[] {
+  const typed = word.toLowerCase();
+  const prefixed = typed.length >= 2 ? COMMANDS.filter((command) => command.startsWith(typed)) : [];
+  if (prefixed.length > 0) return prefixed;
+  let best: string[] = [];
+  let bestEdits = COMMAND_TYPO_EDITS + 1;
+  for (const command of COMMANDS) {
+    const edits = editDistance(typed, command);
+    const length = Math.max(typed.length, command.length);
+    if ((length - edits) / length <= 0.4 || edits > bestEdits) continue;
+    if (edits < bestEdits) best = [];
+    bestEdits = edits;
+    best.push(command);
+  }
+  return best;
+}
+
+/** Optimal string alignment distance (Damerau–Levenshtein without repeated edits): insertions, deletions, substitutions, adjacent swaps. */
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1);
+    }
+  }
+  return d[a.length]![b.length]!;
 }
 
 /** Loads the configuration for this process (flags > environment > .env > defaults). */
@@ -240,6 +285,7 @@ async function run(argv: string[]): Promise<number> {
   };
   for (const signal of HANDLED_SIGNALS) process.on(signal, onSignal);
 
+  const heldWarnings: string[] = [];
   let renderModule: Promise<typeof import('./report/render.js')> | undefined;
   const loadRender = (): Promise<typeof import('./report/render.js')> => (renderModule ??= import('./report/render.js'));
   try {
@@ -255,7 +301,12 @@ async function run(argv: string[]): Promise<number> {
     });
     const result = await runTask(config, {
       progress,
-      notice: (text, kind) => (config.quiet && kind !== 'warning' ? undefined : progress.log(text)),
+      notice: (text, kind) => {
+        // A warning is shown once: in the report's table at the end (kept here in case the run fails before
+        // it), or at once on stderr when stdout carries JSON.
+        if (kind === 'warning' && !config.json) heldWarnings.push(text);
+        else if (!config.quiet || kind === 'warning') progress.log(text);
+      },
       signal: controller.signal,
       env: process.env,
       uid: process.getuid?.() ?? 1000,
@@ -269,6 +320,8 @@ async function run(argv: string[]): Promise<number> {
     process.stdout.write(config.json ? render.renderReportJson(result.report) : render.renderReportTable(result.report, { color: stdoutColor(config.json) }));
     return result.exitCode;
   } catch (error) {
+    // No report will list them: the warnings held for it come before the error.
+    for (const text of heldWarnings) process.stderr.write(`${text}\n`);
     return printError(error, debug);
   } finally {
     for (const signal of HANDLED_SIGNALS) process.off(signal, onSignal);

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { stripVTControlCharacters } from 'node:util';
 import type Docker from 'dockerode';
 import createDebug from 'debug';
 import { ImageBuildError, errorMessage } from '../errors.js';
@@ -164,8 +165,52 @@ export function imageTag(contentHash: string, repository = IMAGE_REPOSITORY): st
   return `${repository}:${contentHash.slice(0, 16)}`;
 }
 
-/** Progress of a build, one line of the daemon's build output at a time. */
-export type BuildProgress = (line: string) => void;
+/**
+ * Progress of a build: where it is, as one line made by {@link buildStepReader}
+ * (`step 4/9 · RUN apt-get install … · <the step's latest output line>`), each time that changes.
+ */
+export type BuildProgress = (detail: string) => void;
+
+/** A classic builder step line, `Step 4/9 : RUN apt-get install …` (moby's builder/dockerfile prints "Step %d/%d : %s"). */
+const STEP_LINE = /^Step (\d+)\/(\d+) : (.*)$/;
+/**
+ * The classic builder's own lines around a step's output: ` ---> 1a2b3c4d`, ` ---> Running in …`,
+ * ` ---> Using cache`, `Removing intermediate container …`, `Successfully built …`, `Successfully tagged …`.
+ */
+const BUILDER_LINE = /^(?:--->|Removing intermediate container |Successfully (?:built|tagged) )/;
+/** Most characters of a step's instruction that {@link buildStepReader} keeps, so its output line can follow. */
+const STEP_INSTRUCTION_CHARS = 32;
+
+/**
+ * Reads a classic-builder build's output (the `stream` and `status` entries of the daemon's JSON build
+ * stream, one line at a time, without the newline) and says where the build is: the latest
+ * `Step N/M : INSTRUCTION` as `step N/M · INSTRUCTION` (whitespace collapsed, the instruction cut to
+ * {@link STEP_INSTRUCTION_CHARS} characters), then ` · ` and the step's latest output line. Escape
+ * sequences (the builder wraps a RUN's stderr in `ESC[91m` … `ESC[0m`) are removed, and of a line
+ * redrawn with `\r` only its last text is kept. BuildKit's progress (protobuf `aux` entries, only sent
+ * with `version: '2'`, which agent-worker does not ask for) is not read.
+ * @returns a function taking a line and returning the new detail, or undefined when the line changes
+ *   nothing (blank, or the builder's own ` ---> …` lines).
+ */
+export function buildStepReader(): (line: string) => string | undefined {
+  let step = '';
+  let output = '';
+  return (line) => {
+    const segments = stripVTControlCharacters(line).split('\r').map((segment) => segment.replace(/\s+/g, ' ').trim());
+    const text = segments.filter(Boolean).at(-1);
+    if (!text || BUILDER_LINE.test(text)) return undefined;
+    const match = STEP_LINE.exec(text);
+    if (match) {
+      const instruction = match[3]!;
+      const short = instruction.length > STEP_INSTRUCTION_CHARS ? `${instruction.slice(0, STEP_INSTRUCTION_CHARS - 1)}…` : instruction;
+      step = `step ${match[1]}/${match[2]} · ${short}`;
+      output = '';
+    } else {
+      output = text;
+    }
+    return [step, output].filter(Boolean).join(' · ');
+  };
+}
 
 /** Result of {@link ensureImage}. */
 export interface EnsuredImage {
@@ -233,12 +278,15 @@ async function buildImage(
           },
         });
   const tail: string[] = [];
-  const remember = (text: string): void => {
+  const readStep = buildStepReader();
+  /** Keeps the lines of `text` for the error's tail and the debug log; `shown` (a pull's progress bar) only goes to the detail. */
+  const remember = (text: string, shown?: string): void => {
     for (const line of text.split('\n')) {
       if (!line.trim()) continue;
       tail.push(line);
       if (tail.length > BUILD_LOG_TAIL_LINES) tail.shift();
-      options.onProgress?.(line);
+      const detail = readStep(shown ? `${line} ${shown}` : line);
+      if (detail !== undefined) options.onProgress?.(detail);
       log('build: %s', line);
     }
   };
@@ -275,9 +323,9 @@ async function buildImage(
         else if (buildError !== undefined) reject(new ImageBuildError(`Building image ${tag} failed: ${buildError}`, tail));
         else resolve();
       },
-      (event: { stream?: string; status?: string; error?: string; errorDetail?: { message?: string } }) => {
+      (event: { stream?: string; status?: string; progress?: string; error?: string; errorDetail?: { message?: string } }) => {
         if (event.stream) remember(event.stream);
-        else if (event.status) remember(event.status);
+        else if (event.status) remember(event.status, event.progress);
         if (event.error || event.errorDetail) {
           buildError = event.errorDetail?.message ?? event.error ?? 'unknown error';
           remember(buildError);
