@@ -589,7 +589,7 @@ describe.runIf(hasDocker)('adversarial input', { timeout: 600_000 }, () => {
       ...asOther,
     });
     expect(child.status, child.stderr).toBe(2);
-    expect(child.stderr).toContain(`--ca-cert: cannot read ${locked} (EACCES)`);
+    expect(child.stderr).toContain(`--ca-cert: cannot read ${locked}: permission denied (EACCES)`);
     expect(git(repo, 'branch', '--list', 'i30')).toBe('');
     expect(await projectContainers(repo)).toEqual([]);
   });
