@@ -35,6 +35,11 @@ export const ExitCode = {
   maxTurns: 13,
   /** The agent stopped at --max-budget-usd before finishing; partial work committed. */
   budgetExceeded: 14,
+  /**
+   * The agent's work held a credential given to agent-worker (API key, OAuth token): those files were moved to the
+   * run's quarantine folder instead of the branch, so the work there is incomplete.
+   */
+  credentialLeak: 15,
   /** The run reached --timeout and the container was killed. */
   timedOut: 124,
   /** Unexpected internal error. */

@@ -11,8 +11,8 @@ import type { ChangeSummary } from '../report/types.js';
 
 const log = createDebug('agent-worker:git');
 
-/** Config given to every host git command. */
-const SAFE_CONFIG = ['core.hooksPath=/dev/null', 'core.fsmonitor=false', 'commit.gpgSign=false'];
+/** Config given to every host git command (`-c` pairs), also to the git processes src/git/secret-scan.ts spawns itself. */
+export const SAFE_CONFIG = ['core.hooksPath=/dev/null', 'core.fsmonitor=false', 'commit.gpgSign=false'];
 
 // Latency: simple-git waits 50 ms more after a git command that printed nothing (its completion detection,
 // src/lib/plugins/completion-detection.plugin.ts), so commands on a run's path are given a form that
@@ -248,11 +248,21 @@ export async function createBundle(repo: Repo, file: string, commit: string, ref
  * @throws AgentWorkerError (exit {@link ExitCode.collect}) when the bundle is invalid or fails the checks.
  */
 export async function fetchBundle(repo: Repo, file: string, branch: string): Promise<string> {
+  return fetchBundleInto(repo, file, `refs/heads/${branch}`);
+}
+
+/**
+ * {@link fetchBundle} into any full ref name (e.g. a transient `refs/agent-worker/incoming/<run id>`, so the
+ * commits can be checked before a branch points at them). The ref must not exist yet.
+ * @returns the ref's new commit.
+ * @throws AgentWorkerError (exit {@link ExitCode.collect}) when the bundle is invalid or fails the checks.
+ */
+export async function fetchBundleInto(repo: Repo, file: string, ref: string): Promise<string> {
   try {
     // Not --quiet: they print (see Latency above).
     await repo.git.raw(['bundle', 'verify', file]);
-    await repo.git.raw(['-c', 'transfer.fsckObjects=true', '-c', 'fetch.fsckObjects=true', 'fetch', '--verbose', '--no-tags', '--no-write-fetch-head', file, `HEAD:refs/heads/${branch}`]);
-    return (await repo.git.raw(['rev-parse', '--verify', `refs/heads/${branch}^{commit}`])).trim();
+    await repo.git.raw(['-c', 'transfer.fsckObjects=true', '-c', 'fetch.fsckObjects=true', 'fetch', '--verbose', '--no-tags', '--no-write-fetch-head', file, `HEAD:${ref}`]);
+    return (await repo.git.raw(['rev-parse', '--verify', `${ref}^{commit}`])).trim();
   } catch (error) {
     throw new AgentWorkerError(`The agent's commits could not be fetched from the container's bundle: ${errorMessage(error)}`, ExitCode.collect, `The bundle is kept at ${file} for inspection.`, { cause: error });
   }
