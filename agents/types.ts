@@ -76,10 +76,36 @@ export interface AgentCredentials {
   baseUrl?: string;
 }
 
+/**
+ * How the egress proxy swaps a placeholder credential the agent sends for the real one: in request header `header`
+ * (lower-case), after `scheme` (e.g. `Bearer`) when set. Shape of src/proxy/egress-proxy.ts `CredentialRule`.
+ */
+export interface CredentialRule {
+  header: string;
+  scheme?: string;
+  /** What the agent was given and sends. */
+  placeholder: string;
+  /** The real credential; only the proxy ever holds it. */
+  value: string;
+}
+
+/** The model API an agent calls, as the egress proxy needs to know it. */
+export interface AgentApi {
+  /** The API's base URL when no `--base-url` is given, e.g. `https://api.anthropic.com`. */
+  defaultBaseUrl: string;
+  /**
+   * For the credentials the user gave (real values) and the placeholders the agent gets instead (same fields), how
+   * the agent sends each: the proxy replaces exactly the placeholder, nothing else.
+   */
+  credentialRules(real: AgentCredentials, placeholders: AgentCredentials): CredentialRule[];
+}
+
 /** An agent plugin. */
 export interface AgentPlugin {
   /** Name used with `--agent-type`. */
   name: string;
+  /** The model API it calls; the egress proxy adds the credential to requests bound there. */
+  api: AgentApi;
   /** Dockerfile build args this plugin contributes (e.g. the pinned CLI version); they go into the image hash. */
   buildArgs: Record<string, string>;
   /**
@@ -87,7 +113,10 @@ export interface AgentPlugin {
    * in argv: it is delivered on the agent's standard input, so any length and any bytes but NUL work.
    */
   argv(options: AgentLaunchOptions): string[];
-  /** Environment for the agent: secret entries (delivered out of band) and plain ones. */
+  /**
+   * Environment for the agent: secret entries (delivered out of band) and plain ones. It is called with the
+   * placeholders and the egress proxy's URL as `baseUrl`: the real credentials never reach the agent.
+   */
   env(credentials: AgentCredentials): { secret: Record<string, string>; plain: Record<string, string> };
   /** A new parser for one run's output stream. */
   createParser(): AgentStreamParser;

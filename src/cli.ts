@@ -33,7 +33,7 @@ Exit codes:
   4 uncommitted changes 5 bad/existing branch 6 Docker unreachable  7 no credentials
   8 image build failed 9 container setup     10 collecting failed  11 out of memory
   12 verify failed     13 max turns reached  14 budget exceeded    124 timed out
-  70 internal error    129/130/143 interrupted (SIGHUP/SIGINT/SIGTERM)`;
+  15 credential leak   70 internal error    129/130/143 interrupted (SIGHUP/SIGINT/SIGTERM)`;
 
 const EXAMPLES_HELP = `
 Examples:

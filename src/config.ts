@@ -163,7 +163,7 @@ export const SETTINGS = {
   memory: { group: 'Container', flag: '--memory <size>', env: 'AGENT_WORKER_MEMORY', help: 'memory limit of the agent\'s container (e.g. 4g, 512m)', default: '8g' },
   cpus: { group: 'Container', flag: '--cpus <n>', env: 'AGENT_WORKER_CPUS', help: 'CPU limit of the agent\'s container (e.g. 1.5)', default: 'no limit' },
   pidsLimit: { group: 'Container', flag: '--pids-limit <n>', env: 'AGENT_WORKER_PIDS_LIMIT', help: 'most processes in the agent\'s container', default: '4096' },
-  allowHost: { group: 'Container', flag: '--allow-host <host>', env: 'AGENT_ALLOW_HOSTS', help: 'extra host the agent may reach (repeatable; env: comma-separated)', default: 'none' },
+  allowHost: { group: 'Container', flag: '--allow-host <host>', env: 'AGENT_ALLOW_HOSTS', help: 'extra host the agent may reach through the egress proxy, by name or wildcard (*.npmjs.org) (repeatable; env: comma-separated)', default: 'none' },
   caCert: { group: 'Container', flag: '--ca-cert <file>', env: 'AGENT_WORKER_CA_CERT', help: 'extra CA certificates (PEM) trusted in the image and by the agent', default: undefined },
   buildTimeout: { group: 'Container', flag: '--build-timeout <seconds>', env: 'AGENT_WORKER_BUILD_TIMEOUT', help: 'longest an image build may take', default: '1800' },
   forceRebuild: { group: 'Container', flag: '--force-rebuild', env: 'FORCE_REBUILD', help: 'rebuild the image even if it is cached', default: 'off' },
@@ -302,7 +302,9 @@ export async function loadConfig(flags: RawFlags, context: ConfigContext): Promi
     ? flags.allowHost
     : splitList(nonEmpty(env.AGENT_ALLOW_HOSTS) ?? nonEmpty(fileValues.AGENT_ALLOW_HOSTS));
   for (const host of allowHosts) {
-    if (!isHostName(host)) problems.push(`--allow-host: ${JSON.stringify(host)} is not a host name or IP address.`);
+    if (!isHostName(host.startsWith('*.') ? host.slice(2) : host) || (host.startsWith('*.') && isIP(host.slice(2)))) {
+      problems.push(`--allow-host: ${JSON.stringify(host)} is not a host name, a wildcard (*.example.com) or an IP address.`);
+    }
   }
 
   const workspaceRaw = pick(flags.workspace, 'AGENT_WORKER_WORKSPACE');

@@ -11,13 +11,12 @@ import { isClean, openRepo, statusEntries } from './git/repo.js';
 import { connectDocker, connectOptionsFor, type DockerConnection } from './docker/client.js';
 import { imageContentHash, imageExists, imageTag, type ImageSpec } from './docker/image.js';
 import { AgentContainer } from './docker/container.js';
-import { imageSpecs } from './run.js';
+import { EgressPath, PROXY_ALIAS, PROXY_PORT } from './docker/egress.js';
+import { egressSpec, imageSpecs, upstreamFailure } from './run.js';
 import { VERSION } from './version.js';
 
 const log = createDebug('agent-worker:doctor');
 
-/** Default model API when no --base-url is given. */
-const DEFAULT_BASE_URL = 'https://api.anthropic.com';
 /** How long the reachability probe's container may take, in ms (firewall setup included). */
 const PROBE_TIMEOUT_MS = 60_000;
 
@@ -125,15 +124,15 @@ export async function runDoctor(load: () => Promise<RunConfig>, context: { env: 
     );
   }
 
-  const baseUrl = config.baseUrl ?? DEFAULT_BASE_URL;
+  const baseUrl = config.baseUrl ?? plugin.api.defaultBaseUrl;
   if (!docker || !cached) {
     checks.push({ id: 'api', status: 'skip', detail: `${baseUrl}: not checked from a container (${docker ? 'the image is not built yet' : 'no Docker daemon'})` });
   } else {
     const probe = await probeApi(docker, runTag, baseUrl, config, context).catch((error: unknown) => ({ ok: false, text: errorMessage(error) }));
-    if (probe.ok) checks.push({ id: 'api', status: 'ok', detail: `${baseUrl} answered from a container behind the firewall (HTTP ${probe.text})` });
+    if (probe.ok) checks.push({ id: 'api', status: 'ok', detail: `${baseUrl} answered through the egress proxy, from a container behind the firewall (HTTP ${probe.text})` });
     else {
       fail(
-        { id: 'api', detail: `${baseUrl} is not reachable from a container behind the firewall: ${probe.text}`, fix: 'Check --base-url and the Docker host\'s network; behind a TLS-intercepting proxy pass its CA with --ca-cert.' },
+        { id: 'api', detail: `${baseUrl} is not reachable through the egress proxy: ${probe.text}`, fix: 'Check --base-url and the Docker host\'s network; behind a TLS-intercepting proxy pass its CA with --ca-cert.' },
         ExitCode.container,
       );
     }
@@ -142,8 +141,9 @@ export async function runDoctor(load: () => Promise<RunConfig>, context: { env: 
 }
 
 /**
- * Starts a container from the run's image with the run's firewall (allowing the API host and
- * --allow-host), and has node in it send `HEAD <baseUrl>`. Any HTTP answer counts as reachable.
+ * Sets up a run's egress path (internal network, egress proxy with the credentials) and starts a container from the
+ * run's image on it, behind the run's firewall, that sends `HEAD <proxy>/` with the placeholder key: the proxy forwards
+ * it to `baseUrl` with the real one. Any HTTP answer counts as reachable.
  */
 async function probeApi(
   docker: DockerConnection,
@@ -152,23 +152,45 @@ async function probeApi(
   config: RunConfig,
   context: { uid: number; gid: number; signal?: AbortSignal },
 ): Promise<{ ok: boolean; text: string }> {
-  const host = new URL(baseUrl).hostname.replace(/^\[|\]$/g, '');
+  const plugin = getAgentPlugin(config.agentType)!;
+  const runId = `doctor-${Date.now().toString(36)}-${process.pid}`;
+  const egress = await EgressPath.create(docker.docker, egressSpec(config, plugin, { image, runId, project: config.project, onAudit: () => undefined }));
+  try {
+    const failure = upstreamFailure(await egress.start(context.signal), new URL(baseUrl), config.baseUrl);
+    if (failure) return { ok: false, text: failure.message };
+    return await probeThroughProxy(docker, image, runId, egress, config, context);
+  } finally {
+    await egress.remove(PROBE_TIMEOUT_MS);
+  }
+}
+
+/** The probe container of {@link probeApi}: `HEAD` to the proxy from behind the firewall. */
+async function probeThroughProxy(
+  docker: DockerConnection,
+  image: string,
+  runId: string,
+  egress: EgressPath,
+  config: RunConfig,
+  context: { uid: number; gid: number; signal?: AbortSignal },
+): Promise<{ ok: boolean; text: string }> {
   const script =
     'fetch(process.argv[1],{method:"HEAD",signal:AbortSignal.timeout(15000)})' +
     '.then(r=>{console.log(r.status)},e=>{console.log("error: "+((e.cause&&(e.cause.code||e.cause.message))||e.message));process.exitCode=1})';
   const container = await AgentContainer.create(docker.docker, {
     image,
-    runId: `doctor-${Date.now().toString(36)}-${process.pid}`,
+    runId,
     toolVersion: VERSION,
     workspace: { mode: 'none' },
     project: config.project,
     uid: context.uid,
     gid: context.gid,
-    command: ['node', '-e', script, baseUrl],
-    env: config.caCert ? { NODE_EXTRA_CA_CERTS: '/etc/ssl/certs/ca-certificates.crt' } : {},
+    command: ['node', '-e', script, `${EgressPath.proxyUrl}/`],
+    env: {},
     secrets: {},
     task: '',
-    allowHosts: [...new Set([host, ...config.allowHosts])],
+    allowHosts: [PROXY_ALIAS],
+    apiCheck: { host: PROXY_ALIAS, port: PROXY_PORT },
+    networkMode: egress.networkName,
     timezone: 'UTC',
   });
   try {

@@ -20,7 +20,7 @@ export interface RemovedContainer {
 }
 
 /**
- * Removes the leftover containers on `docker`.
+ * Removes the leftover containers on `docker` (agents' and their egress proxies'), then the leftover run networks.
  * @param options.all also remove containers of other hosts, and of live processes on this host.
  * @returns what was removed.
  */
@@ -44,5 +44,27 @@ export async function collectGarbage(docker: Docker, options: { all: boolean }):
       if (code !== 404 && code !== 409) log('could not remove %s: %s', info.Id.slice(0, 12), String(error));
     }
   }
+  await removeNetworks(docker, options);
   return removed;
+}
+
+/**
+ * Removes the runs' internal networks (src/docker/egress.ts) left by runs that died, found by the same labels as
+ * their containers; a network still in use is left (the daemon refuses with 403/409) and tried again next time.
+ */
+async function removeNetworks(docker: Docker, options: { all: boolean }): Promise<void> {
+  const networks = await docker.listNetworks({ filters: { label: [`${LABEL_MANAGED}=true`] } });
+  for (const info of networks) {
+    const labels = info.Labels ?? {};
+    const pid = Number(labels[LABEL_PID]);
+    const ownHost = labels[LABEL_HOST] === os.hostname();
+    const orphan = ownHost && !(Number.isInteger(pid) && pid > 0 && processAlive(pid));
+    if (!orphan && !options.all) continue;
+    try {
+      await docker.getNetwork(info.Id).remove();
+      log('removed network %s (run %s)', info.Name, labels[LABEL_RUN_ID]);
+    } catch (error) {
+      log('could not remove network %s: %s', info.Name, String(error));
+    }
+  }
 }

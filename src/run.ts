@@ -26,7 +26,7 @@ import {
   createBranchAt,
   createBundle,
   diffChanges,
-  fetchBundle,
+  fetchBundleInto,
   gitIdentity,
   isClean,
   openRepo,
@@ -35,13 +35,17 @@ import {
 } from './git/repo.js';
 import { connectDocker, connectOptionsFor, type DockerConnection } from './docker/client.js';
 import { ensureImage, PROJECT_BASE_ARG, PROJECT_IMAGE_REPOSITORY, type EnsuredImage, type ImageSpec } from './docker/image.js';
+import { EgressPath, EgressProxyLostError, PROXY_ALIAS, PROXY_PORT, type EgressSpec } from './docker/egress.js';
+import { hostAllowed, UNRESOLVED, type UpstreamCheck } from './proxy/egress-proxy.js';
+import { EGRESS_LOG, EgressAudit } from './report/egress-audit.js';
 import { AgentContainer, agentProcessMark, API_UNREACHABLE_EXIT_CODE, DaemonLostError, FIREWALL_EXIT_CODE, MCP_CONFIG_PATH, removeTimeoutMs, type ContainerExit, type WorkspaceSpec } from './docker/container.js';
 import { ByteLineSplitter, LineSplitter } from './stream/lines.js';
 import { defuseGitEntries, snapshotGitEntries, type GitEntry } from './git/guard.js';
+import { credentialWarning, quarantineSecretFiles, scrubCommits, secretPatterns, type ScrubResult } from './git/secret-scan.js';
 import { RunLog, runsRoot } from './report/run-log.js';
 import { acquireRepoLock, lockHolder, type RepoLock, type RepoLockInfo } from './run-lock.js';
 import { collectGarbage } from './gc.js';
-import type { ChangeSummary, RunReport, RunStatus, VerifyResult } from './report/types.js';
+import type { ChangeSummary, EgressSummary, RunReport, RunStatus, VerifyResult } from './report/types.js';
 import type { Progress } from './ui/progress.js';
 import { PACKAGE_ROOT, VERSION } from './version.js';
 
@@ -49,8 +53,6 @@ const log = createDebug('agent-worker:run');
 
 /** The base image the Dockerfile builds on, unless AGENT_WORKER_BASE_IMAGE names another. */
 export const DEFAULT_BASE_IMAGE = 'debian:bookworm-slim';
-/** Default model API when no --base-url is given. */
-const DEFAULT_API_URL = 'https://api.anthropic.com';
 /** How long the agent may take to exit after its final result before it is stopped, in ms. */
 export const AFTER_RESULT_GRACE_MS = 30_000;
 /** How long removing the container may take once the daemon was lost mid-run, in ms (it is most likely gone with it). */
@@ -233,13 +235,15 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
   );
   const head = repo.head;
   const base = busy?.baseCommit ?? head.commit;
-  const credentials = { apiKey: config.apiKey, oauthToken: config.oauthToken, baseUrl: config.baseUrl };
-  const agentEnv = plugin.env(credentials);
+  // The agent gets placeholders and the egress proxy as its API; only the proxy holds the real credentials.
+  const agentEnv = plugin.env({ ...placeholdersFor(config), baseUrl: EgressPath.proxyUrl });
+  // What no file on the branch may hold: each credential, as it is and encoded.
+  const credentialPatterns = secretPatterns(credentialValues(config));
   let runLog: RunLog;
   let scratch: string;
   try {
     throwIfAborted(context.signal);
-    runLog = await RunLog.open(runsRoot(context.env), runId, Object.values(agentEnv.secret));
+    runLog = await RunLog.open(runsRoot(context.env), runId, credentialValues(config));
     runLog.note(`run ${runId}: agent-worker ${VERSION}, project ${repo.root}, branch ${branch}, daemon ${docker.info.endpoint}, workspace ${workspace}`);
     [scratch] = await Promise.all([
       mkdtemp(path.join(os.tmpdir(), `agent-worker-${runId}-`)),
@@ -278,6 +282,8 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
   }
 
   let container: AgentContainer | undefined;
+  let egress: EgressPath | undefined;
+  const audit = await EgressAudit.open(path.join(runLog.dir, EGRESS_LOG));
   let agentStarted = false;
   const warnings: string[] = [];
   const warn = (text: string): void => {
@@ -287,18 +293,30 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
   };
   /**
    * Puts the agent's work on the branch (copy mode: fetched from the stopped container) and returns its
-   * head commit, and in mount mode the changes base..head, already being read for the report.
+   * head commit, and in mount mode the changes base..head, already being read for the report. Files holding a
+   * credential given to agent-worker are kept off the branch (quarantined, each one warned about):
+   * `credentialLeak` says whether there were any.
    */
-  const keepWork = async (finalStatus: RunStatus): Promise<{ headCommit: string; changes?: Promise<ChangeSummary> }> => {
-    if (workspace === 'copy') return { headCommit: await bringBackCopy(repo, container, scratch, branch, base, runLog) };
-    // Before any host git command looks at the tree: nested repositories the agent planted could make it run their config.
-    const moved = await defuseGitEntries(repo.root, (await gitEntriesBefore) ?? new Map(), path.join(runLog.dir, 'quarantine'));
-    if (moved.length > 0) {
-      warn(`moved ${moved.length} .git entr${moved.length === 1 ? 'y' : 'ies'} the agent created or changed in the work tree to ${path.join(runLog.dir, 'quarantine')} (nested repositories are not committed): ${moved.join(', ')}`);
+  const keepWork = async (finalStatus: RunStatus): Promise<{ headCommit: string; changes?: Promise<ChangeSummary>; credentialLeak: boolean }> => {
+    const quarantineDir = path.join(runLog.dir, 'quarantine');
+    if (workspace === 'copy') {
+      const { head: copied, quarantined, redactedCommits } = await bringBackCopy(repo, container, scratch, branch, base, runLog, { runId, patterns: credentialPatterns, quarantineDir });
+      for (const file of quarantined) warn(credentialWarning(file, quarantineDir, 'copy'));
+      if (redactedCommits > 0) warn(`the message or author of ${redactedCommits} of the agent's commits held a credential given to agent-worker: it was replaced with [REDACTED]`);
+      return { headCommit: copied, credentialLeak: quarantined.length > 0 || redactedCommits > 0 };
     }
+    // Before any host git command looks at the tree: nested repositories the agent planted could make it run their config.
+    const moved = await defuseGitEntries(repo.root, (await gitEntriesBefore) ?? new Map(), quarantineDir);
+    if (moved.length > 0) {
+      warn(`moved ${moved.length} .git entr${moved.length === 1 ? 'y' : 'ies'} the agent created or changed in the work tree to ${quarantineDir} (nested repositories are not committed): ${moved.join(', ')}`);
+    }
+    // No file holding a credential given to agent-worker is committed.
+    const leaked = await quarantineSecretFiles(repo, credentialPatterns, quarantineDir);
+    for (const file of leaked) warn(credentialWarning(file, quarantineDir, 'mount'));
+    const committedStatus = leaked.length > 0 ? withCredentialLeak(finalStatus) : finalStatus;
     // Once committed, the report's diff and the tree's status are read while HEAD's id is.
     let afterCommit: { changes: Promise<ChangeSummary>; status: Promise<string[]> } | undefined;
-    const headCommit = await commitAll(repo, commitMessage(config.task, runId, finalStatus), () => {
+    const headCommit = await commitAll(repo, commitMessage(config.task, runId, committedStatus), () => {
       afterCommit = { changes: diffChanges(repo, base, 'HEAD'), status: statusEntries(repo, ['--ignore-submodules=none']) };
       // Awaited below, or dropped when reading HEAD fails.
       afterCommit.changes.catch(() => undefined);
@@ -310,7 +328,7 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
     if (leftOver.length > 0) {
       warn(`changes inside ${leftOver.join(', ')} are in the working tree but not on the branch (a submodule's changes must be committed in the submodule)`);
     }
-    return { headCommit, changes };
+    return { headCommit, changes, credentialLeak: leaked.length > 0 };
   };
   try {
     const image = await imageReady;
@@ -318,14 +336,16 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
     throwIfAborted(context.signal);
 
     context.progress.phase(workspace === 'copy' ? 'Starting the container (copying the repository in)' : 'Starting the container');
-    const apiUrl = new URL(config.baseUrl ?? DEFAULT_API_URL);
-    const apiHost = apiUrl.hostname.replace(/^\[|\]$/g, '');
-    const allowHosts = [...new Set([apiHost, ...config.allowHosts])];
-    const blockedMcp = config.mcpConfig?.urlHosts.filter((host) => !allowHosts.includes(host)) ?? [];
+    const apiUrl = new URL(config.baseUrl ?? plugin.api.defaultBaseUrl);
+    const blockedMcp = config.mcpConfig?.urlHosts.filter((host) => !hostAllowed(host, config.allowHosts)) ?? [];
     if (blockedMcp.length > 0) {
-      warn(`the firewall blocks the MCP server host(s) ${blockedMcp.join(', ')} from --mcp-config; allow them with ${blockedMcp.map((host) => `--allow-host ${host}`).join(' ')}`);
+      warn(`the egress proxy refuses the MCP server host(s) ${blockedMcp.join(', ')} from --mcp-config; allow them with ${blockedMcp.map((host) => `--allow-host ${host}`).join(' ')}`);
     }
-    const plainEnv: Record<string, string> = { ...agentEnv.plain };
+    // The run's network and its egress proxy come first: the agent's container joins that network.
+    egress = await EgressPath.create(docker.docker, egressSpec(config, plugin, { image: image.tag, runId, project: repo.root, onAudit: (record) => audit.record(record) }));
+    const egressReady = egress.start(context.signal);
+    egressReady.catch(() => undefined);
+    const plainEnv: Record<string, string> = { ...agentEnv.plain, ...proxyEnv() };
     if (config.caCert) plainEnv.NODE_EXTRA_CA_CERTS = '/etc/ssl/certs/ca-certificates.crt';
     if (config.debug) plainEnv.AW_DEBUG = '1';
     await sweeping;
@@ -349,21 +369,37 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
       task: config.task,
       verify: config.verify,
       mcpConfigJson: config.mcpConfig?.json,
-      allowHosts,
-      apiCheck: { host: apiHost, port: apiPort(apiUrl) },
+      // Behind its firewall the agent reaches the proxy and nothing else; the proxy must answer before it starts.
+      allowHosts: [PROXY_ALIAS],
+      apiCheck: { host: PROXY_ALIAS, port: PROXY_PORT },
+      networkMode: egress.networkName,
       timezone: config.timezone,
       limits: { memoryBytes: config.memoryBytes, cpus: config.cpus, pidsLimit: config.pidsLimit },
     });
     runLog.note(`container ${container.shortId} created`);
+    const upstreamProblem = upstreamFailure(await egressReady, apiUrl, config.baseUrl);
+    if (upstreamProblem) throw upstreamProblem;
+    runLog.note(`egress proxy ready (network ${egress.networkName})`);
     await branchReady;
     throwIfAborted(context.signal);
 
     // The phase stays "Starting the container" while the entrypoint sets up the firewall and checks the model
     // API; runAgent shows "Agent running" once the agent's process has started.
     agentStarted = true;
+    const running = container;
+    void egress.stopped.then(() => {
+      if (egress?.exited) running.requestStop('interrupted');
+    });
     const { exit, outcome, stderrTail, agentWallMs } = await runAgent(container, plugin, runLog, config, context);
+    if (egress.exited) {
+      throw new EgressProxyLostError(
+        `The egress proxy stopped while the agent ran (exit code ${egress.exited.exitCode ?? 'unknown'}), so the agent lost its way to the model API and was stopped.`,
+        ExitCode.container,
+        "The agent's partial work is on the branch; run again, with --debug to see the proxy's side.",
+      );
+    }
     for (const failure of runLog.writeFailures()) warn(failure);
-    const setupFailure = containerSetupFailure(exit, stderrTail, { apiUrl, baseUrl: config.baseUrl, allowHosts: config.allowHosts, mcpHosts: config.mcpConfig?.urlHosts ?? [] });
+    const setupFailure = containerSetupFailure(exit, stderrTail);
     if (setupFailure) {
       agentStarted = false;
       throw setupFailure;
@@ -379,18 +415,21 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
       else context.progress.log(`Verify: \`${config.verify}\` ${verify.exitCode === 0 ? 'passed' : `failed (exit ${verify.exitCode})`} in ${(verify.durationMs / 1000).toFixed(1)} s`);
     }
     context.progress.phase('Collecting changes');
-    const status = runStatus(exit, outcome, config.verify === undefined ? undefined : verify);
+    let status = runStatus(exit, outcome, config.verify === undefined ? undefined : verify);
     // Mount mode needs nothing more from the container: it is removed while the work is committed.
     // Removal is cleanup after the work is safe: a slow daemon is a warning, never the run's outcome.
     const removeMs = removeTimeoutMs(context.env);
     const removing = workspace === 'mount' ? container.removeAfterWork(removeMs) : undefined;
-    const { headCommit, changes } = await keepWork(status);
+    const { headCommit, changes, credentialLeak } = await keepWork(status);
+    if (credentialLeak) status = withCredentialLeak(status);
     const leftBehind = await (removing ?? container.removeAfterWork(removeMs));
     if (leftBehind) warn(leftBehind);
+    for (const left of await egress.remove(removeMs)) warn(left);
     if (workspace === 'copy') await checkoutIfFree(repo, branch, runLog, context.env, runId, base);
     const report = await buildReport({
       ...{ repo, runId, branch, base, headCommit, status, exit, outcome, config, started, plugin, agentWallMs },
       agentError: agentReason,
+      egress: audit.summary(),
       changes,
       image,
       logDir: runLog.dir,
@@ -420,11 +459,13 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
     // Never throws: the error that ended the run is the one reported. A lost daemon gets a short try.
     const leftBehind = await container?.removeAfterWork(error instanceof DaemonLostError ? LOST_DAEMON_REMOVE_MS : removeTimeoutMs(context.env));
     if (leftBehind && !warnings.includes(leftBehind)) warn(leftBehind);
+    for (const left of (await egress?.remove(removeTimeoutMs(context.env))) ?? []) if (!warnings.includes(left)) warn(left);
     if (context.signal.aborted && !agentStarted) throw new InterruptedError(String(context.signal.reason));
     throw error;
   } finally {
     await lock?.release();
     runLog.note(`peak RSS ${Math.round(process.resourceUsage().maxRSS / 1024)} MiB`);
+    await audit.close();
     await runLog.close();
     await rm(scratch, { recursive: true, force: true });
   }
@@ -532,11 +573,21 @@ async function lastLines(file: string, count: number): Promise<string[]> {
 }
 
 /**
- * Copy mode: fetches the container's output folder and the agent's commits (a bundle of base..HEAD)
- * into `refs/heads/<branch>`; with no bundle (nothing changed) the branch is made at the base commit.
- * @returns the branch's head commit.
+ * Copy mode: fetches the container's output folder and the agent's commits (a bundle of base..HEAD) into
+ * `refs/agent-worker/incoming/<run id>`, takes every file holding a credential out of them ({@link scrubCommits}),
+ * and creates `branch` at the result (the transient ref is deleted then; it stays, named in the error, when the
+ * check fails). With no bundle (nothing changed) the branch is made at the base commit.
+ * @returns the branch's head commit and what was taken out.
  */
-async function bringBackCopy(repo: Repo, container: AgentContainer | undefined, scratch: string, branch: string, base: string, runLog: RunLog): Promise<string> {
+async function bringBackCopy(
+  repo: Repo,
+  container: AgentContainer | undefined,
+  scratch: string,
+  branch: string,
+  base: string,
+  runLog: RunLog,
+  scrub: { runId: string; patterns: Buffer[]; quarantineDir: string },
+): Promise<ScrubResult> {
   if (!container) throw new AgentWorkerError('No container to collect the work from.', ExitCode.collect);
   const outDir = path.join(scratch, 'out');
   await mkdir(outDir, { recursive: true, mode: 0o700 });
@@ -549,9 +600,25 @@ async function bringBackCopy(repo: Repo, container: AgentContainer | undefined, 
   }
   if (!bundle) {
     await createBranchAt(repo, branch, base);
-    return base;
+    return { head: base, quarantined: [], redactedCommits: 0 };
   }
-  return fetchBundle(repo, path.join(outDir, bundle), branch);
+  const incoming = `refs/agent-worker/incoming/${scrub.runId}`;
+  const fetched = await fetchBundleInto(repo, path.join(outDir, bundle), incoming);
+  let scrubbed: ScrubResult;
+  try {
+    scrubbed = await scrubCommits(repo, base, fetched, scrub.patterns, scrub.quarantineDir);
+  } catch (error) {
+    throw new AgentWorkerError(
+      `The agent's commits could not be checked for credentials: ${errorMessage(error)}`,
+      ExitCode.collect,
+      `They are kept unchecked under ${incoming} in ${repo.root}; inspect them before you branch from it, and delete it with \`git update-ref -d ${incoming}\`.`,
+      { cause: error },
+    );
+  }
+  if (scrubbed.head !== fetched) runLog.note(`agent's commits rewritten without credentials: ${fetched} → ${scrubbed.head}`);
+  await createBranchAt(repo, branch, scrubbed.head);
+  await repo.git.raw(['update-ref', '-d', incoming]);
+  return scrubbed;
 }
 
 /**
@@ -698,6 +765,8 @@ async function buildReport(input: {
   agentWallMs: number | null;
   /** The agent's own reason for failing, shortened ({@link agentFailureReason}); undefined when it did not fail. */
   agentError?: string;
+  /** What the egress proxy let through and refused. */
+  egress: EgressSummary;
   /** The changes base..headCommit when already being read; default: read here. */
   changes?: Promise<ChangeSummary>;
 }): Promise<RunReport> {
@@ -721,6 +790,7 @@ async function buildReport(input: {
       resultText: outcome.resultText ?? null,
       error: input.agentError ?? null,
     },
+    egress: input.egress,
     tokens: outcome.tokens,
     costUsd: outcome.costUsd ?? null,
     changes,
@@ -751,6 +821,14 @@ function runStatus(exit: ContainerExit, outcome: AgentOutcome, verify?: VerifyRe
   if (!agentSucceeded(exit, outcome)) return 'agent_error';
   if (verify !== undefined && verify?.exitCode !== 0) return 'verify_failed';
   return 'success';
+}
+
+/**
+ * The status of a run whose work held a credential given to agent-worker (those files were kept off the branch):
+ * `credential_leak` instead of `success` or `verify_failed`; any other ending stays as it is (its warning says it).
+ */
+export function withCredentialLeak(status: RunStatus): RunStatus {
+  return status === 'success' || status === 'verify_failed' ? 'credential_leak' : status;
 }
 
 /**
@@ -787,22 +865,13 @@ export function agentFailureReason(exit: ContainerExit, outcome: AgentOutcome, s
   return line.length > AGENT_REASON_CHARS ? `${line.slice(0, AGENT_REASON_CHARS - 1)}…` : line;
 }
 
-/** The port a model API URL connects to: its own, else 443 for https and 80 for http. */
-function apiPort(url: URL): number {
-  return url.port ? Number(url.port) : url.protocol === 'https:' ? 443 : 80;
-}
-
 /**
  * The error for a container whose entrypoint stopped before the agent started: its firewall could not be set up
- * ({@link FIREWALL_EXIT_CODE}), or the model API did not accept a connection ({@link API_UNREACHABLE_EXIT_CODE}).
- * A host that does not resolve is named with the flag it came from. Undefined for any other exit.
+ * ({@link FIREWALL_EXIT_CODE}), or the egress proxy did not accept a connection from behind it
+ * ({@link API_UNREACHABLE_EXIT_CODE}). Undefined for any other exit.
  * @param stderrTail the container's last stderr lines, where the entrypoint says why (`agent-worker: …`).
  */
-export function containerSetupFailure(
-  exit: ContainerExit,
-  stderrTail: string[],
-  origin: { apiUrl: URL; baseUrl?: string; allowHosts: string[]; mcpHosts: string[] },
-): AgentWorkerError | undefined {
+export function containerSetupFailure(exit: ContainerExit, stderrTail: string[]): AgentWorkerError | undefined {
   if (exit.reason !== 'exited') return undefined;
   const said = (prefix: string): string | undefined => {
     const line = [...stderrTail].reverse().find((text) => text.startsWith(`agent-worker: ${prefix}`));
@@ -812,33 +881,89 @@ export function containerSetupFailure(
     const why = said('model API check failed:');
     if (why === undefined) return undefined;
     return new AgentWorkerError(
-      `The model API at ${origin.apiUrl.href} did not accept a connection from the agent's container (${why}), so the agent was not started.`,
+      `The egress proxy did not accept a connection from the agent's container (${why}), so the agent was not started.`,
       ExitCode.container,
-      `Check ${origin.baseUrl ? '--base-url' : 'the network to api.anthropic.com'} and that the API server is up; \`agent-worker doctor\` checks the same path.`,
+      'Run with --debug for the container\'s and the proxy\'s diagnostics.',
     );
   }
   if (exit.exitCode !== FIREWALL_EXIT_CODE) return undefined;
   const why = said('firewall setup failed:');
   if (why === undefined) return undefined;
-  const unresolved = /^cannot resolve host '([^']+)'/.exec(why)?.[1];
-  if (unresolved !== undefined) {
-    const apiHost = origin.apiUrl.hostname.replace(/^\[|\]$/g, '');
-    const sources: string[] = [];
-    if (unresolved === apiHost) sources.push(origin.baseUrl ? `--base-url ${origin.baseUrl}` : 'the default model API');
-    if (origin.allowHosts.includes(unresolved)) {
-      sources.push(origin.mcpHosts.includes(unresolved) ? `--allow-host ${unresolved} (an MCP server's host in --mcp-config)` : `--allow-host ${unresolved}`);
-    }
-    const from = sources.length > 0 ? sources.join(' and ') : 'the allowed hosts';
+  return new AgentWorkerError(`The container's firewall could not be set up (${why}), so the agent was not started.`, ExitCode.container, "Run with --debug for the firewall's diagnostics.");
+}
+
+/**
+ * What the agent is given instead of each credential: the egress proxy swaps exactly these for the real ones in
+ * requests bound for the model API. They are not secrets.
+ */
+export const CREDENTIAL_PLACEHOLDERS = { apiKey: 'agent-worker-placeholder-api-key', oauthToken: 'agent-worker-placeholder-oauth-token' } as const;
+
+/** The placeholders for the credentials `config` holds (none for a credential not given). */
+function placeholdersFor(config: Pick<RunConfig, 'apiKey' | 'oauthToken'>): { apiKey?: string; oauthToken?: string } {
+  return {
+    apiKey: config.apiKey ? CREDENTIAL_PLACEHOLDERS.apiKey : undefined,
+    oauthToken: config.oauthToken ? CREDENTIAL_PLACEHOLDERS.oauthToken : undefined,
+  };
+}
+
+/** Every credential value the run was given (API key, OAuth token): redacted from logs, never on the branch. */
+export function credentialValues(config: Pick<RunConfig, 'apiKey' | 'oauthToken'>): string[] {
+  return [config.apiKey, config.oauthToken].filter((value): value is string => typeof value === 'string' && value !== '');
+}
+
+/**
+ * The egress proxy of a run (or of doctor's probe): one route to the model API (`--base-url`, else the plugin's
+ * default) that swaps the placeholders for the real credentials, and `--allow-host` names as the allowlist for
+ * everything else.
+ */
+export function egressSpec(
+  config: Pick<RunConfig, 'apiKey' | 'oauthToken' | 'baseUrl' | 'allowHosts' | 'caCert'>,
+  plugin: AgentPlugin,
+  run: { image: string; runId: string; project: string; onAudit: EgressSpec['onAudit'] },
+): EgressSpec {
+  const real = { apiKey: config.apiKey, oauthToken: config.oauthToken };
+  return {
+    ...run,
+    toolVersion: VERSION,
+    proxy: {
+      routes: [{ prefix: '/', upstream: config.baseUrl ?? plugin.api.defaultBaseUrl, credentials: plugin.api.credentialRules(real, placeholdersFor(config)) }],
+      allowHosts: config.allowHosts,
+      caPem: config.caCert?.pem,
+      blockedHint: 'allow it with --allow-host HOST',
+    },
+  };
+}
+
+/**
+ * The agent's environment for the proxy: every HTTP(S) client that honours the usual variables goes through it;
+ * the proxy itself is reached directly.
+ */
+export function proxyEnv(): Record<string, string> {
+  const url = EgressPath.proxyUrl;
+  const direct = [PROXY_ALIAS, 'localhost', '127.0.0.1', '::1'].join(',');
+  return { HTTPS_PROXY: url, https_proxy: url, HTTP_PROXY: url, http_proxy: url, NO_PROXY: direct, no_proxy: direct };
+}
+
+/**
+ * The error for a model API the egress proxy could not reach when it started (a TCP connection from the sidecar):
+ * the URL and what happened (`connection refused`, `the host name does not resolve`, `no answer within 10 s`).
+ * Undefined when every upstream answered.
+ */
+export function upstreamFailure(checks: UpstreamCheck[], apiUrl: URL, baseUrl?: string): AgentWorkerError | undefined {
+  const failed = checks.find((check) => !check.ok);
+  if (!failed) return undefined;
+  const flag = baseUrl ? `--base-url ${baseUrl}` : 'the default model API';
+  if (failed.error === UNRESOLVED) {
     return new AgentWorkerError(
-      `The host ${unresolved} (from ${from}) does not resolve to an address, so the container's firewall cannot allow it and the agent was not started.`,
+      `The host ${apiUrl.hostname} (from ${flag}) does not resolve to an address, so the agent was not started.`,
       ExitCode.container,
-      `Check the host name in ${sources.length > 0 ? from : 'every --allow-host and --base-url'}; it must resolve from the Docker host's network.`,
+      `Check the host name in ${baseUrl ? '--base-url' : 'your network\'s DNS'}; it must resolve from the Docker host's network.`,
     );
   }
   return new AgentWorkerError(
-    `The container's firewall could not be set up (${why}), so the agent was not started.`,
+    `The model API at ${apiUrl.href} did not accept a connection from the egress proxy (${failed.error ?? 'unknown error'}), so the agent was not started.`,
     ExitCode.container,
-    'Run with --debug for the firewall\'s diagnostics.',
+    `Check ${baseUrl ? '--base-url' : 'the network to the model API'} and that the API server is up; \`agent-worker doctor\` checks the same path.`,
   );
 }
 
@@ -859,6 +984,8 @@ export function exitCodeFor(status: RunStatus, signal: AbortSignal): number {
       return ExitCode.maxTurns;
     case 'budget_exceeded':
       return ExitCode.budgetExceeded;
+    case 'credential_leak':
+      return ExitCode.credentialLeak;
     case 'interrupted':
       return interruptExitCode(signal.reason);
   }

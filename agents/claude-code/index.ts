@@ -1,7 +1,7 @@
 /**
  * The Claude Code agent plugin: how to start `claude` headless in the container and read its stream-json output.
  */
-import type { AgentCredentials, AgentLaunchOptions, AgentPlugin, AgentStreamParser } from '../types.js';
+import type { AgentCredentials, AgentLaunchOptions, AgentPlugin, AgentStreamParser, CredentialRule } from '../types.js';
 import { createClaudeStreamParser } from './stream-json.js';
 
 export { createClaudeStreamParser, summarizeToolUse } from './stream-json.js';
@@ -14,6 +14,25 @@ export const claudeCodePlugin: AgentPlugin = {
   name: 'claude',
 
   buildArgs: { CLAUDE_CODE_VERSION },
+
+  /**
+   * The Anthropic Messages API. Claude Code sends an API key (`ANTHROPIC_API_KEY`) as `x-api-key` and an OAuth token
+   * (`CLAUDE_CODE_OAUTH_TOKEN`) as `Authorization: Bearer`; a key sent as a bearer token is swapped too.
+   */
+  api: {
+    defaultBaseUrl: 'https://api.anthropic.com',
+    credentialRules(real: AgentCredentials, placeholders: AgentCredentials): CredentialRule[] {
+      const rules: CredentialRule[] = [];
+      if (real.apiKey && placeholders.apiKey) {
+        rules.push({ header: 'x-api-key', placeholder: placeholders.apiKey, value: real.apiKey });
+        rules.push({ header: 'authorization', scheme: 'Bearer', placeholder: placeholders.apiKey, value: real.apiKey });
+      }
+      if (real.oauthToken && placeholders.oauthToken) {
+        rules.push({ header: 'authorization', scheme: 'Bearer', placeholder: placeholders.oauthToken, value: real.oauthToken });
+      }
+      return rules;
+    },
+  },
 
   /**
    * `claude -p --output-format stream-json --verbose --dangerously-skip-permissions --append-system-prompt <text>`,

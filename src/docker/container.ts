@@ -105,6 +105,8 @@ export interface AgentContainerSpec {
    * before the agent starts (exit {@link API_UNREACHABLE_EXIT_CODE} otherwise). No check when undefined.
    */
   apiCheck?: { host: string; port: number };
+  /** The network the container joins alone (a run's internal network); default: the daemon's default bridge. */
+  networkMode?: string;
   /** Resource limits: memory in bytes (no extra swap), CPUs, processes. */
   limits?: { memoryBytes: number; cpus?: number; pidsLimit: number };
   timezone: string;
@@ -239,7 +241,7 @@ export class AgentContainer {
           CapDrop: ['ALL'],
           CapAdd: ENTRYPOINT_CAPABILITIES,
           SecurityOpt: ['no-new-privileges'],
-          ExtraHosts: ['host.docker.internal:host-gateway'],
+          ...(spec.networkMode ? { NetworkMode: spec.networkMode } : { ExtraHosts: ['host.docker.internal:host-gateway'] }),
           LogConfig: { Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '1' } },
           ...(spec.limits
             ? {

@@ -17,3 +17,5 @@ export const LABEL_PID = 'dev.agent-worker.pid';
 export const LABEL_PROJECT = 'dev.agent-worker.project';
 /** The host name of the machine whose agent-worker owns a container (with {@link LABEL_PID}). */
 export const LABEL_HOST = 'dev.agent-worker.host';
+/** What a container is for: `egress-proxy` on a run's proxy sidecar; absent on the agent's container. */
+export const LABEL_ROLE = 'dev.agent-worker.role';

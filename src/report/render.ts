@@ -19,6 +19,7 @@ export const STATUS_WORDS: Record<RunStatus, string> = {
   max_turns: 'stopped at --max-turns',
   budget_exceeded: 'stopped at --max-budget-usd',
   verify_failed: 'verify failed',
+  credential_leak: 'credential removed: work incomplete',
 };
 
 const numberFormat = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
@@ -164,6 +165,7 @@ function colorStatus(c: ChalkInstance, status: RunStatus): string {
     case 'success':
       return c.green(word);
     case 'agent_error':
+    case 'credential_leak':
       return c.red(word);
     default:
       return c.yellow(word);

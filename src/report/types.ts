@@ -12,7 +12,13 @@ export type RunStatus =
   /** The agent stopped at --max-budget-usd (Claude Code result subtype `error_max_budget_usd`). */
   | 'budget_exceeded'
   /** The agent succeeded but the --verify command exited non-zero. */
-  | 'verify_failed';
+  | 'verify_failed'
+  /**
+   * The agent's work held a credential given to agent-worker: those files were kept off the branch (moved to the
+   * run's `quarantine/` folder, named in `warnings`), so the work is incomplete. Replaces `success` and
+   * `verify_failed` only.
+   */
+  | 'credential_leak';
 
 /** The --verify command's outcome, run in the agent's container (same firewall) after the agent ended. */
 export interface VerifyResult {
@@ -95,11 +101,25 @@ export interface RunReport {
   image: { tag: string; built: boolean; buildMs: number; dockerfile: string | null };
   /**
    * Things the user must know about the result, e.g. nested repositories the agent planted that were
-   * moved aside, or changes inside submodules that are not on the branch. Empty when there are none.
+   * moved aside, files holding a credential kept off the branch, or changes inside submodules that are not on the
+   * branch. Empty when there are none.
    */
   warnings: string[];
+  /**
+   * What the egress proxy let through and refused during the run (the whole audit is `egress.jsonl` in the log
+   * folder). Reports of earlier versions lack it.
+   */
+  egress?: EgressSummary;
   /** The --verify command's outcome; null when no --verify was given or it could not run (the agent was stopped). */
   verify: VerifyResult | null;
   /** Folder holding this run's logs and report.json. */
   logDir: string;
+}
+
+/** Counts of the run's egress attempts through the proxy: model API requests and tunnels to allowed hosts, and refusals. */
+export interface EgressSummary {
+  allowed: number;
+  refused: number;
+  /** Host names refused (at most 20, each once, first seen first). */
+  refusedHosts: string[];
 }

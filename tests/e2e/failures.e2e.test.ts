@@ -60,7 +60,7 @@ describe.runIf(hasDocker)('failures a user sees (real Claude Code, scripted API)
     // Port 9 (discard) on the Docker host: nothing listens, so the connection is refused.
     const result = await run(repo, 'http://host.docker.internal:9', ['--task', 'Write hello.txt', '--branch', 'closed-port']);
     expect(result.code, result.stderr).toBe(9);
-    expect(result.stderr).toContain("agent-worker: The model API at http://host.docker.internal:9/ did not accept a connection from the agent's container");
+    expect(result.stderr).toContain("agent-worker: The model API at http://host.docker.internal:9/ did not accept a connection from the egress proxy");
     expect(result.stderr).toContain('connection refused');
     expect(result.stderr).toMatch(/^✗ Starting the container/m);
     expect(result.stderr).not.toMatch(/Agent running|Agent exited/);
@@ -115,7 +115,7 @@ describe.runIf(hasDocker)('failures a user sees (real Claude Code, scripted API)
     expect(result.code, result.stderr).toBe(0);
     const shown = `${result.stdout}\n${result.stderr}`.split('--allow-host mcp.example.invalid').length - 1;
     expect(shown, `${result.stdout}\n${result.stderr}`).toBe(1);
-    expect(result.stdout).toMatch(/^warning: the firewall blocks the MCP server host/m);
+    expect(result.stdout).toMatch(/^warning: the egress proxy refuses the MCP server host/m);
     expect(reportOf(result).warnings).toHaveLength(1);
   });
 

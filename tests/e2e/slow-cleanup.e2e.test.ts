@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ScriptedTurn } from '../fixtures/fake-anthropic.js';
 import { parseReport, runAgentWorker, withFixture } from '../helpers/agent-run.js';
-import { dockerAvailable, projectContainers, removeProjectContainers, runCli, type CliResult } from '../helpers/docker.js';
+import { docker, dockerAvailable, projectContainers, removeProjectContainers, runCli, type CliResult } from '../helpers/docker.js';
 import { startSlowRemovalProxy, type SlowRemovalProxy } from '../helpers/slow-removal-proxy.js';
 import { git, makeRepo, removeDir, tempDir } from '../helpers/git.js';
 
@@ -70,11 +70,22 @@ async function runThroughProxy(
 
 /** The container the run left is found and removed by `agent-worker gc` (against the daemon itself). */
 async function expectGcRemovesWhatWasLeft(repo: string): Promise<void> {
-  // Once the run's process is gone its container is an orphan: another session's run may sweep it first.
-  expect((await projectContainers(repo)).length).toBeLessThanOrEqual(1);
+  // Once the run's process is gone its containers (the agent's, the egress proxy's) are orphans: another
+  // session's run may sweep them first.
+  expect((await projectContainers(repo)).length).toBeLessThanOrEqual(2);
   const gc = await runCli(['gc', '--json'], { cwd: repo });
   expect(gc.code, gc.stderr).toBe(0);
   expect(await projectContainers(repo)).toEqual([]);
+  // The run's network goes with them.
+  expect(await docker.listNetworks({ filters: { label: [`dev.agent-worker.project=${repo}`] } })).toEqual([]);
+}
+
+/** Each held removal (the agent's container, the egress proxy's) is one warning naming the container and gc. */
+function expectLeftBehindWarnings(warnings: string[], removalsAsked: string[]): void {
+  expect(removalsAsked).toHaveLength(2);
+  for (const id of removalsAsked) {
+    expect(warnings.some((warning) => warning.includes(`container ${id.slice(0, 12)} was not removed within 3 s; it is labelled dev.agent-worker.managed and \`agent-worker gc\` removes it`)), warnings.join('\n')).toBe(true);
+  }
 }
 
 describe.runIf(hasDocker)('slow container removal never decides how a run ended (real Claude Code, scripted API)', { timeout: 900_000 }, () => {
@@ -87,10 +98,8 @@ describe.runIf(hasDocker)('slow container removal never decides how a run ended 
     expect(git(repo, 'show', 'slow-mount:done.txt')).toBe('mount\n');
     expect(git(repo, 'status', '--porcelain', '--untracked-files=all')).toBe('');
 
-    expect(proxy.removalsAsked).toHaveLength(1);
     expect(proxy.removalsForwarded).toEqual([]);
-    const shortId = proxy.removalsAsked[0]!.slice(0, 12);
-    expect(report.warnings).toContain(`container ${shortId} was not removed within 3 s; it is labelled dev.agent-worker.managed and \`agent-worker gc\` removes it`);
+    expectLeftBehindWarnings(report.warnings, proxy.removalsAsked);
     expect(result.stderr).not.toContain('unexpected error');
     await expectGcRemovesWhatWasLeft(repo);
   });
@@ -109,19 +118,17 @@ describe.runIf(hasDocker)('slow container removal never decides how a run ended 
     expect(report.status).toBe('success');
     expect(git(repo, 'show', 'slow-copy:done.txt')).toBe('copy\n');
 
-    expect(proxy.removalsAsked).toHaveLength(1);
-    const shortId = proxy.removalsAsked[0]!.slice(0, 12);
-    expect(report.warnings).toContain(`container ${shortId} was not removed within 3 s; it is labelled dev.agent-worker.managed and \`agent-worker gc\` removes it`);
+    expectLeftBehindWarnings(report.warnings, proxy.removalsAsked);
     await expectGcRemovesWhatWasLeft(repo);
   });
 
   it('a failure after the container was created, removal never answered: the failure\'s own exit code and message, and the warning on stderr', async () => {
     const repo = newRepo();
-    // The firewall cannot resolve the host, so the entrypoint ends before the agent starts (exit 9).
+    // The egress proxy cannot resolve the model API's host, so the run stops before the agent starts (exit 9).
     const { result, proxy } = await runThroughProxy(
       repo,
       writeScript('never.txt', 'never\n'),
-      ['--branch', 'slow-fail', '--task', 'Never runs', '--allow-host', 'does-not-resolve.invalid'],
+      ['--branch', 'slow-fail', '--task', 'Never runs', '--base-url', 'http://does-not-resolve.invalid'],
       Infinity,
       SHORT_BOUND_MS,
     );
@@ -129,9 +136,9 @@ describe.runIf(hasDocker)('slow container removal never decides how a run ended 
     expect(result.stdout).toBe('');
     expect(result.stderr).toMatch(/agent-worker: .*does-not-resolve\.invalid/);
     expect(result.stderr).not.toContain('timed out after');
+    // Only the egress proxy had started; no report on a failure: its warning is on stderr.
     expect(proxy.removalsAsked).toHaveLength(1);
     const shortId = proxy.removalsAsked[0]!.slice(0, 12);
-    // No report on a failure: the warning is on stderr.
     expect(result.stderr).toContain(`container ${shortId} was not removed within 3 s; it is labelled dev.agent-worker.managed`);
     expect(git(repo, 'branch', '--list', 'slow-fail')).toBe('');
     await expectGcRemovesWhatWasLeft(repo);
@@ -144,8 +151,8 @@ describe.runIf(hasDocker)('slow container removal never decides how a run ended 
     const report = parseReport(result);
     expect(report.status).toBe('success');
     expect(git(repo, 'show', 'slow-in-time:done.txt')).toBe('in time\n');
-    expect(proxy.removalsAsked).toHaveLength(1);
-    expect(proxy.removalsForwarded).toEqual(proxy.removalsAsked);
+    expect(proxy.removalsAsked).toHaveLength(2);
+    expect(proxy.removalsForwarded.sort()).toEqual([...proxy.removalsAsked].sort());
     expect(report.warnings).toEqual([]);
     expect(result.stderr).not.toMatch(/was not removed|could not be removed/);
     expect(await projectContainers(repo)).toEqual([]);

@@ -122,6 +122,14 @@ describe('loadConfig precedence: flags > environment > .env > defaults', () => {
     expect(config.envFile).toBe(envFile);
   });
 
+  it('takes wildcard hosts (*.example.com) in --allow-host, and refuses a wildcard of an address or a bare *', async () => {
+    const dir = project();
+    expect((await loadConfig({ task: 't', allowHost: ['*.npmjs.org', 'pypi.org'] }, context(dir))).allowHosts).toEqual(['*.npmjs.org', 'pypi.org']);
+    for (const bad of ['*', '*.10.0.0.1', 'a.*.org', '*example.com']) {
+      expect(await problemsOf({ task: 't', allowHost: [bad] }, context(dir))).toEqual([expect.stringMatching(/^--allow-host: .* is not a host name, a wildcard/)]);
+    }
+  });
+
   it('repeats --allow-host and prefers it to the variable', async () => {
     const dir = project();
     const config = await loadConfig({ task: 't', allowHost: ['a.example', '10.0.0.1'] }, context(dir, { AGENT_ALLOW_HOSTS: 'b.example' }));

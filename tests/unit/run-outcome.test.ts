@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { agentFailureReason, containerSetupFailure } from '../../src/run.js';
+import { agentFailureReason, containerSetupFailure, upstreamFailure } from '../../src/run.js';
+import { UNRESOLVED } from '../../src/proxy/egress-proxy.js';
 import { ExitCode } from '../../src/errors.js';
 import { API_UNREACHABLE_EXIT_CODE, FIREWALL_EXIT_CODE, type ContainerExit } from '../../src/docker/container.js';
 import { makeTokenUsage, type AgentOutcome } from '../../agents/types.js';
@@ -35,43 +36,44 @@ describe('agentFailureReason', () => {
 });
 
 describe('containerSetupFailure', () => {
-  const origin = {
-    apiUrl: new URL('http://api.nowhere.invalid:8080'),
-    baseUrl: 'http://api.nowhere.invalid:8080',
-    allowHosts: ['registry.npmjs.org', 'mcp.nowhere.invalid'],
-    mcpHosts: ['mcp.nowhere.invalid'],
-  };
-
-  it('names --base-url for an API host that does not resolve, without internal variable names or a doubled prefix', () => {
-    const tail = ["agent-worker: firewall setup failed: cannot resolve host 'api.nowhere.invalid' (no IPv4 or IPv6 address)"];
-    const error = containerSetupFailure(exited(FIREWALL_EXIT_CODE), tail, origin)!;
+  it("quotes the firewall's reason without the entrypoint's prefix", () => {
+    const error = containerSetupFailure(exited(FIREWALL_EXIT_CODE), ['agent-worker: firewall setup failed: no usable iptables backend (iptables-nft: x)'])!;
     expect(error.exitCode).toBe(ExitCode.container);
-    expect(error.message).toBe(
-      'The host api.nowhere.invalid (from --base-url http://api.nowhere.invalid:8080) does not resolve to an address, so the container\'s firewall cannot allow it and the agent was not started.',
-    );
-    expect(`${error.message} ${error.hint}`).not.toMatch(/AW_|agent-worker:/);
+    expect(error.message).toBe("The container's firewall could not be set up (no usable iptables backend (iptables-nft: x)), so the agent was not started.");
+    expect(error.message).not.toContain('agent-worker:');
   });
 
-  it('names --allow-host, and the MCP server a host is for', () => {
-    const npm = containerSetupFailure(exited(FIREWALL_EXIT_CODE), ["agent-worker: firewall setup failed: cannot resolve host 'registry.npmjs.org' (no IPv4 or IPv6 address)"], origin)!;
-    expect(npm.message).toContain('(from --allow-host registry.npmjs.org)');
-    const mcp = containerSetupFailure(exited(FIREWALL_EXIT_CODE), ["agent-worker: firewall setup failed: cannot resolve host 'mcp.nowhere.invalid' (no IPv4 or IPv6 address)"], origin)!;
-    expect(mcp.message).toContain("(from --allow-host mcp.nowhere.invalid (an MCP server's host in --mcp-config))");
-  });
-
-  it('says what the model API check found, with the URL', () => {
-    const tail = ['agent-worker: model API check failed: api.nowhere.invalid:8080: connection refused'];
-    const error = containerSetupFailure(exited(API_UNREACHABLE_EXIT_CODE), tail, origin)!;
+  it('says the egress proxy did not answer the container', () => {
+    const error = containerSetupFailure(exited(API_UNREACHABLE_EXIT_CODE), ['agent-worker: model API check failed: agent-worker-proxy:8080: connection refused'])!;
     expect(error.exitCode).toBe(ExitCode.container);
-    expect(error.message).toBe(
-      "The model API at http://api.nowhere.invalid:8080/ did not accept a connection from the agent's container (api.nowhere.invalid:8080: connection refused), so the agent was not started.",
-    );
-    expect(error.hint).toMatch(/--base-url/);
+    expect(error.message).toContain('(agent-worker-proxy:8080: connection refused)');
   });
 
   it("is undefined for the agent's own exits, even with the same codes", () => {
-    expect(containerSetupFailure(exited(FIREWALL_EXIT_CODE), ['some agent output'], origin)).toBeUndefined();
-    expect(containerSetupFailure(exited(API_UNREACHABLE_EXIT_CODE), [], origin)).toBeUndefined();
-    expect(containerSetupFailure(exited(1), ['agent-worker: firewall setup failed: x'], origin)).toBeUndefined();
+    expect(containerSetupFailure(exited(FIREWALL_EXIT_CODE), ['some agent output'])).toBeUndefined();
+    expect(containerSetupFailure(exited(API_UNREACHABLE_EXIT_CODE), [])).toBeUndefined();
+    expect(containerSetupFailure(exited(1), ['agent-worker: firewall setup failed: x'])).toBeUndefined();
+  });
+});
+
+describe('upstreamFailure', () => {
+  const apiUrl = new URL('http://api.nowhere.invalid:8080');
+
+  it('names --base-url for a host that does not resolve, without internal names', () => {
+    const error = upstreamFailure([{ url: apiUrl.href, ok: false, error: UNRESOLVED }], apiUrl, 'http://api.nowhere.invalid:8080')!;
+    expect(error.exitCode).toBe(ExitCode.container);
+    expect(error.message).toBe('The host api.nowhere.invalid (from --base-url http://api.nowhere.invalid:8080) does not resolve to an address, so the agent was not started.');
+    expect(`${error.message} ${error.hint}`).not.toMatch(/AW_|agent-worker:/);
+  });
+
+  it('says what the connection found, with the URL', () => {
+    const error = upstreamFailure([{ url: apiUrl.href, ok: false, error: 'connection refused' }], apiUrl, 'http://api.nowhere.invalid:8080')!;
+    expect(error.message).toBe('The model API at http://api.nowhere.invalid:8080/ did not accept a connection from the egress proxy (connection refused), so the agent was not started.');
+    expect(error.hint).toMatch(/--base-url/);
+  });
+
+  it('is undefined when every upstream answered', () => {
+    expect(upstreamFailure([{ url: apiUrl.href, ok: true }], apiUrl)).toBeUndefined();
+    expect(upstreamFailure([], apiUrl)).toBeUndefined();
   });
 });
