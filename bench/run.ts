@@ -11,13 +11,14 @@
  *   (medians of BENCH_MEMORY_REPS runs of each, interleaved)
  * | cache check          | 2nd+ `ensureImage` of a 50 MB project image context     | (absolute)                                     | ≤ 50 ms |
  * | report on a big diff | `diffChanges` of 10,000 changed files                   | `git diff --numstat -z` alone                  | ≤ 1.3   |
+ * | proxy latency        | first SSE byte through the egress proxy                 | the same request straight to the server        | ≤ 5 ms added |
  *
  * The model API is the scripted fixture of the e2e tests (tests/fixtures/fake-anthropic.ts), so the figures
  * measure the tool, not a model. The CLI under test is the built `dist/src/cli.js` (`npm run bench` builds it).
  *
  * Environment: BENCH_REPS (warm runs and diff/cache repetitions, default 5), BENCH_MEMORY_REPS (runs of
  * each size for the memory figure, default 3), BENCH_TIMELINE=1 (print each warm run's debug timeline),
- * BENCH_ONLY (comma-separated figure ids to run: warm,cold,startup,memory,cache,diff; default all),
+ * BENCH_ONLY (comma-separated figure ids to run: warm,cold,startup,memory,cache,diff,proxy; default all),
  * AGENT_WORKER_TEST_CA_CERT (CA bundle for the image, default /etc/ssl/certs/ca-certificates.crt, as the
  * tests use).
  */
@@ -32,6 +33,8 @@ import { git, makeRepo, removeDir, tempDir, writeFiles } from '../tests/helpers/
 import { connectDocker } from '../src/docker/client.js';
 import { ensureImage, type ImageSpec } from '../src/docker/image.js';
 import { diffChanges, openRepo } from '../src/git/repo.js';
+import { startEgressProxy } from '../src/proxy/egress-proxy.js';
+import { createServer as createHttpServer, request as httpRequest } from 'node:http';
 import type { RunReport } from '../src/report/types.js';
 
 const REPS = Number(process.env.BENCH_REPS ?? 5);
@@ -40,7 +43,7 @@ const STARTUP_REPS = 20;
 const MEMORY_REPS = Number(process.env.BENCH_MEMORY_REPS ?? 3);
 /** Print each warm run's debug timeline (the CLI runs with DEBUG=agent-worker:*, which costs a little). */
 const TIMELINE = process.env.BENCH_TIMELINE === '1';
-const ONLY = new Set((process.env.BENCH_ONLY ?? 'warm,cold,startup,memory,cache,diff').split(',').map((id) => id.trim()));
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'warm,cold,startup,memory,cache,diff,proxy').split(',').map((id) => id.trim()));
 const API_KEY = 'sk-ant-bench-0123456789abcdef';
 const RESULTS_FILE = path.join(import.meta.dirname, 'results.json');
 const FLOOR_SCRIPT = path.join(import.meta.dirname, 'node-floor.mjs');
@@ -309,6 +312,65 @@ function benchStartup(): void {
 }
 
 /** memory under output: peak RSS with 200 MB of agent output (200 stream-json lines of 1 MB) vs 1 MB (one line of 1 MB). */
+/**
+ * proxy streaming latency: time to the first byte of a server-sent event stream through the egress proxy (a model
+ * API route that swaps the placeholder key) against the same request straight to the server, on loopback, each over a
+ * new connection, interleaved; the figure is the added time in ms (target ≤ 5 ms).
+ */
+async function benchProxyLatency(): Promise<void> {
+  const reps = Math.max(REPS * 20, 100);
+  const server = createHttpServer((req, res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+    res.flushHeaders();
+    res.write('event: message_start\ndata: {}\n\n');
+    setTimeout(() => res.end('event: message_stop\ndata: {}\n\n'), 5);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const upstream = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  const proxy = await startEgressProxy({
+    port: 0,
+    host: '127.0.0.1',
+    routes: [{ prefix: '/', upstream, credentials: [{ header: 'x-api-key', placeholder: 'placeholder', value: API_KEY }] }],
+    allowHosts: [],
+  });
+  const firstByte = (url: string): Promise<number> =>
+    new Promise((resolve, reject) => {
+      const started = performance.now();
+      const req = httpRequest(url, { method: 'POST', headers: { 'x-api-key': 'placeholder', connection: 'close' }, agent: false }, (res) => {
+        res.once('data', () => {
+          resolve(performance.now() - started);
+          res.resume();
+        });
+      });
+      req.on('error', reject);
+      req.end('{}');
+    });
+  const direct: number[] = [];
+  const through: number[] = [];
+  try {
+    for (let rep = 0; rep < reps; rep += 1) {
+      direct.push(await firstByte(`${upstream}/v1/messages`));
+      through.push(await firstByte(`http://127.0.0.1:${proxy.port}/v1/messages`));
+    }
+  } finally {
+    await proxy.close();
+    await new Promise((resolve) => server.close(resolve));
+  }
+  const added = median(through) - median(direct);
+  addFigure({
+    id: 'proxy',
+    figure: 'proxy: time to first SSE byte added',
+    ours: median(through),
+    baseline: median(direct),
+    unit: 'ms',
+    ratio: added,
+    target: 5,
+    targetText: '≤ 5 ms added',
+    samples: { ours: through, baseline: direct },
+    note: `median ${round(median(through), 2)} ms through the egress proxy vs ${round(median(direct), 2)} ms direct (${reps} requests each, new connections, loopback)`,
+  });
+}
+
 async function benchMemory(): Promise<void> {
   const line = 'All work and no play makes Jack a dull boy. 0123456789 ';
   const block = (index: number, bytes: number): string => `${index}:` + line.repeat(Math.ceil(bytes / line.length)).slice(0, bytes - `${index}:`.length);
@@ -484,6 +546,7 @@ async function main(): Promise<void> {
     if (ONLY.has('cache')) await benchCacheCheck();
     if (ONLY.has('warm') || ONLY.has('cold')) await benchWarmAndCold();
     if (ONLY.has('memory')) await benchMemory();
+    if (ONLY.has('proxy')) await benchProxyLatency();
   } finally {
     for (const dir of scratch) removeDir(dir);
   }

@@ -386,11 +386,15 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
     // The phase stays "Starting the container" while the entrypoint sets up the firewall and checks the model
     // API; runAgent shows "Agent running" once the agent's process has started.
     agentStarted = true;
+    // A proxy that stops by itself while the agent runs leaves the agent without its API: the agent is stopped.
     const running = container;
+    let agentRunning = true;
     void egress.stopped.then(() => {
-      if (egress?.exited) running.requestStop('interrupted');
+      if (agentRunning && egress?.exited) running.requestStop('interrupted');
     });
     const { exit, outcome, stderrTail, agentWallMs } = await runAgent(container, plugin, runLog, config, context);
+    agentRunning = false;
+    const removeMs = removeTimeoutMs(context.env);
     if (egress.exited) {
       throw new EgressProxyLostError(
         `The egress proxy stopped while the agent ran (exit code ${egress.exited.exitCode ?? 'unknown'}), so the agent lost its way to the model API and was stopped.`,
@@ -398,6 +402,8 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
         "The agent's partial work is on the branch; run again, with --debug to see the proxy's side.",
       );
     }
+    // The agent (and --verify, in its container) needs the egress path no more: it goes while the work is collected.
+    const egressRemoval = egress.remove(removeMs);
     for (const failure of runLog.writeFailures()) warn(failure);
     const setupFailure = containerSetupFailure(exit, stderrTail);
     if (setupFailure) {
@@ -418,13 +424,12 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
     let status = runStatus(exit, outcome, config.verify === undefined ? undefined : verify);
     // Mount mode needs nothing more from the container: it is removed while the work is committed.
     // Removal is cleanup after the work is safe: a slow daemon is a warning, never the run's outcome.
-    const removeMs = removeTimeoutMs(context.env);
     const removing = workspace === 'mount' ? container.removeAfterWork(removeMs) : undefined;
     const { headCommit, changes, credentialLeak } = await keepWork(status);
     if (credentialLeak) status = withCredentialLeak(status);
     const leftBehind = await (removing ?? container.removeAfterWork(removeMs));
     if (leftBehind) warn(leftBehind);
-    for (const left of await egress.remove(removeMs)) warn(left);
+    for (const left of await egressRemoval) warn(left);
     if (workspace === 'copy') await checkoutIfFree(repo, branch, runLog, context.env, runId, base);
     const report = await buildReport({
       ...{ repo, runId, branch, base, headCommit, status, exit, outcome, config, started, plugin, agentWallMs },

@@ -73,6 +73,11 @@ export function renderReportTable(report: RunReport, options: RenderTableOptions
     [label('files changed'), formatCount(changes.filesChanged)],
     [label('image'), `${report.image.tag} (${report.image.built ? `built in ${formatDuration(report.image.buildMs)}` : 'cached'})`],
   );
+  // A blocked agent is often why a run failed: what the egress proxy refused is shown whenever there was any.
+  if (report.egress && report.egress.refused > 0) {
+    const hosts = report.egress.refusedHosts.map(printable).join(', ');
+    summary.push([label('egress refused'), c.yellow(`${formatCount(report.egress.refused)} (${hosts}); allow with --allow-host`)]);
+  }
   const verify = report.verify;
   if (verify) {
     const passed = verify.exitCode === 0;

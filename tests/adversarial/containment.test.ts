@@ -254,7 +254,10 @@ describe.runIf(hasDocker)('containment (adversarial)', { timeout: 600_000 }, () 
   // ---------------------------------------------------------------------------------------------------
   const probes: Array<[string, (peers: { blocked: string; dns: string }) => string]> = [
     ['peerPorts', ({ blocked }) => [22, 80, 443, 8080].map((port) => tcpProbe(blocked, port, `P${port}`)).join('; ')],
-    ['allowedPeer', ({ dns }) => tcpProbe(dns, 8080, 'ALLOWED')],
+    // Through the egress proxy (a CONNECT, as HTTPS_PROXY clients send it) the allowed host answers; directly it does not.
+    ['allowedPeer', ({ dns }) => `exec 3<>/dev/tcp/agent-worker-proxy/8080 && printf 'CONNECT ${dns}:8080 HTTP/1.1\\r\\nHost: ${dns}:8080\\r\\n\\r\\n' >&3 && read -r line <&3 && echo "via proxy: $line"`],
+    ['allowedPeerDirect', ({ dns }) => tcpProbe(dns, 8080, 'ALLOWED')],
+    ['refusedPeer', ({ blocked }) => `exec 3<>/dev/tcp/agent-worker-proxy/8080 && printf 'CONNECT ${blocked}:8080 HTTP/1.1\\r\\nHost: ${blocked}:8080\\r\\n\\r\\n' >&3 && read -r line <&3 && echo "via proxy: $line"`],
     ['dnsAllowedUdp', ({ dns }) => `dig +time=2 +tries=1 @${dns} example.com`],
     ['dnsAllowedTcp', ({ dns }) => `dig +tcp +time=2 +tries=1 @${dns} example.com`],
     ['fixture', () => `hp=\${ANTHROPIC_BASE_URL#http://}; ${tcpProbe('${hp%%:*}', '${hp##*:}', 'FIXTURE')}`],
@@ -262,7 +265,8 @@ describe.runIf(hasDocker)('containment (adversarial)', { timeout: 600_000 }, () 
     ['dig', () => 'dig +time=2 +tries=1 example.com'],
     ['dig8888', () => 'dig +time=2 +tries=1 @8.8.8.8 example.com'],
     ['dig127011', () => 'dig +time=2 +tries=1 @127.0.0.11 example.com'],
-    ['pinned', () => 'getent hosts host.docker.internal'],
+    ['pinned', () => 'getent hosts agent-worker-proxy'],
+    ['apiHostDirect', () => 'getent hosts host.docker.internal'],
     ['iptablesFlush', () => 'iptables -F'],
     ['ip6tablesList', () => 'ip6tables -L'],
     ['mountTmpfs', () => 'mount -t tmpfs none /mnt'],
@@ -275,6 +279,8 @@ describe.runIf(hasDocker)('containment (adversarial)', { timeout: 600_000 }, () 
     ['capsh', () => 'capsh --print'],
     ['procCaps', () => "grep -E '^(Cap|NoNewPrivs)' /proc/self/status"],
     ['echoKey', () => 'echo "key=$ANTHROPIC_API_KEY"'],
+    // As if the agent had got hold of the key: the run log must still never hold it.
+    ['echoRealKey', () => `echo "leaked=${TEST_API_KEY}"`],
     ['echoKeyShaped', () => `echo ${KEY_SHAPED}`],
   ];
 
@@ -329,8 +335,10 @@ describe.runIf(hasDocker)('containment (adversarial)', { timeout: 600_000 }, () 
     expect(await managedContainers(runReport!.runId)).toEqual([]);
   });
 
-  it('E02 --allow-host <IP>: that host is reachable (the allowlist works at all)', async () => {
-    expect(await probe('allowedPeer')).toContain('ALLOWED_OPEN');
+  it('E02 --allow-host <IP>: that host is reachable through the egress proxy (the allowlist works at all), never directly; another host gets 403', async () => {
+    expect(await probe('allowedPeer')).toMatch(/via proxy: HTTP\/1\.1 200/);
+    expect(await probe('allowedPeerDirect')).toContain('ALLOWED_BLOCKED');
+    expect(await probe('refusedPeer')).toMatch(/via proxy: HTTP\/1\.1 403/);
   });
 
   it('E03 DNS to an allowlisted host (UDP and TCP 53) gets no answer; without the firewall the same server answers', async () => {
@@ -353,12 +361,15 @@ describe.runIf(hasDocker)('containment (adversarial)', { timeout: 600_000 }, () 
     }
   });
 
-  it('E05 the model API host (host.docker.internal) still resolves (pinned in /etc/hosts) and is reachable; the run completes', async () => {
+  it('E05 the model API is reached only through the egress proxy: the proxy resolves (pinned in /etc/hosts), the API host does not; the run completes', async () => {
     const { result, report: runReport } = await probeRun();
     const pinned = await probe('pinned');
-    expect(pinned).toMatch(/^\d+\.\d+\.\d+\.\d+\s+host\.docker\.internal/m);
+    expect(pinned).toMatch(/^\d+\.\d+\.\d+\.\d+\s+agent-worker-proxy/m);
     expect(rcOf(pinned)).toBe(0);
+    // ANTHROPIC_BASE_URL is the proxy, which answers.
     expect(await probe('fixture')).toContain('FIXTURE_OPEN');
+    const direct = await probe('apiHostDirect');
+    expect(rcOf(direct), direct).not.toBe(0);
     expect(result.code).toBe(0);
     expect(runReport!.status).toBe('success');
   });
@@ -419,12 +430,14 @@ describe.runIf(hasDocker)('containment (adversarial)', { timeout: 600_000 }, () 
     expect(status).toMatch(/^NoNewPrivs:\s+1$/m);
   });
 
-  it('C06 the agent prints the API key: the run log holds [REDACTED] and never the key', async () => {
+  it('C06 the agent holds only a placeholder; a key it prints (as if it had it) is [REDACTED] in the run log, never the key', async () => {
     const { report: runReport, result } = await probeRun();
-    // The agent really saw the key (the model API got it in the tool result).
-    expect(await probe('echoKey')).toContain(`key=${TEST_API_KEY}`);
+    expect(await probe('echoKey')).toContain('key=agent-worker-placeholder-api-key');
+    expect(await probe('echoKey')).not.toContain(TEST_API_KEY);
+    // The agent printed the key (the model API got it in the tool result).
+    expect(await probe('echoRealKey')).toContain(`leaked=${TEST_API_KEY}`);
     const files = readLogFolder(runReport!.logDir);
-    expect(files['agent.stream.jsonl']).toContain('key=[REDACTED]');
+    expect(files['agent.stream.jsonl']).toContain('leaked=[REDACTED]');
     for (const [file, text] of Object.entries(files)) expect(text, file).not.toContain(TEST_API_KEY);
     expect(result.stdout + result.stderr).not.toContain(TEST_API_KEY);
   });
@@ -502,7 +515,7 @@ describe.runIf(hasDocker)('containment (adversarial)', { timeout: 600_000 }, () 
     const runReport = report(result);
     expect(runReport.status).toBe('interrupted');
     const files = readLogFolder(runReport.logDir);
-    expect(Object.keys(files).sort()).toEqual(['agent-worker.log', 'agent.stderr.log', 'agent.stream.jsonl', 'report.json', 'run.json']);
+    expect(Object.keys(files).sort()).toEqual(['agent-worker.log', 'agent.stderr.log', 'agent.stream.jsonl', 'egress.jsonl', 'report.json', 'run.json']);
     for (const [file, text] of Object.entries(files)) expect(text, file).not.toContain(TEST_API_KEY);
     expect(result.stdout + result.stderr).not.toContain(TEST_API_KEY);
     expect(git(repo, 'status', '--porcelain', '--untracked-files=all')).toBe('');
@@ -528,11 +541,11 @@ describe.runIf(hasDocker)('containment (adversarial)', { timeout: 600_000 }, () 
   // ---------------------------------------------------------------------------------------------------
   // Container setup failure.
   // ---------------------------------------------------------------------------------------------------
-  it('E16 --allow-host that does not resolve: exit 9 naming the host, the model API got no request, no branch, no container', async () => {
+  it('E16 a --base-url host that does not resolve: exit 9 naming the host, no request made, no branch, no container', async () => {
     const repo = newRepo();
     const stateDir = newStateDir();
     await withFixture([bash('echo never')], async (fixture) => {
-      const result = await runAgentWorker(repo, fixture, ['--branch', 'adv-unresolvable', '--task', 'Never runs', '--allow-host', 'does-not-resolve.invalid'], { stateDir });
+      const result = await runAgentWorker(repo, fixture, ['--branch', 'adv-unresolvable', '--task', 'Never runs', '--base-url', 'http://does-not-resolve.invalid'], { stateDir });
       expect(result.code, result.stderr).toBe(9);
       expect(result.stderr).toContain('does-not-resolve.invalid');
       expect(result.stdout).toBe('');

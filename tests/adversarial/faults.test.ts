@@ -494,7 +494,7 @@ describe.runIf(hasDocker)('adversarial: faults of the daemon, the machine and th
    * `destroyedAt()` is when Docker destroyed the container it left (undefined while it exists): other
    * sessions' runs sweep orphans too, so a case that finds its container swept by someone else retries.
    */
-  async function killedRun(label: string): Promise<{ repo: string; runId: string; containerId: string; result: CliResult; destroyedAt(): number | undefined; done(): void }> {
+  async function killedRun(label: string): Promise<{ repo: string; runId: string; containerId: string; proxyId: string; result: CliResult; destroyedAt(): number | undefined; done(): void }> {
     const { repo, stateDir, tmp } = setup();
     const events = await recordContainerEvents(repo);
     // The fixture stays open (the agent stalled on it) until done(): the orphan keeps running meanwhile.
@@ -507,12 +507,16 @@ describe.runIf(hasDocker)('adversarial: faults of the daemon, the machine and th
       const [runId] = runIds(stateDir);
       const left = await managedContainers(runId);
       expect(result.signal).toBe('SIGKILL');
-      // The container outlives its tool, still running.
-      expect(left.map((info) => info.State)).toEqual(['running']);
+      // The agent's container and its egress proxy's outlive their tool, still running.
+      const agent = left.filter((info) => info.Labels['dev.agent-worker.role'] === undefined);
+      const proxy = left.filter((info) => info.Labels['dev.agent-worker.role'] === 'egress-proxy');
+      expect(agent.map((info) => info.State)).toEqual(['running']);
+      expect(proxy.map((info) => info.State)).toEqual(['running']);
       return {
         repo,
         runId: runId!,
-        containerId: left[0]!.Id,
+        containerId: agent[0]!.Id,
+        proxyId: proxy[0]!.Id,
         result,
         destroyedAt: () => events.seen.find((event) => event.action === 'destroy')?.at,
         done: () => {
@@ -534,18 +538,22 @@ describe.runIf(hasDocker)('adversarial: faults of the daemon, the machine and th
         const gc = await runCli(['gc', '--json'], { cwd: killed.repo });
         expect(gc.code, gc.stderr).toBe(0);
         const removed = (JSON.parse(gc.stdout) as { removed: Array<{ id: string; runId: string; state: string }> }).removed;
-        const mine = removed.find((entry) => entry.runId === killed.runId);
+        const mine = removed.filter((entry) => entry.runId === killed.runId);
         // Gone but not reported: another session's sweep removed it (before or during this gc); try again.
-        if (!mine && killed.destroyedAt() !== undefined && attempt < 3) continue;
-        expect(mine, `gc output: ${gc.stdout}\n${gc.stderr}`).toEqual({ id: killed.containerId.slice(0, 12), runId: killed.runId, state: 'running' });
+        if (mine.length === 0 && killed.destroyedAt() !== undefined && attempt < 3) continue;
+        // The agent's container and its egress proxy's, each once; then the run's network is gone too.
+        expect(mine.sort((a, b) => a.id.localeCompare(b.id)), `gc output: ${gc.stdout}\n${gc.stderr}`).toEqual(
+          [killed.containerId, killed.proxyId].map((id) => ({ id: id.slice(0, 12), runId: killed.runId, state: 'running' })).sort((a, b) => a.id.localeCompare(b.id)),
+        );
         expect(await managedContainers(killed.runId)).toEqual([]);
+        expect(await docker.listNetworks({ filters: { label: [`dev.agent-worker.run-id=${killed.runId}`] } })).toEqual([]);
         // Nothing committed the work after kill -9: it is still in the checkout, on the run's branch.
         expect(git(killed.repo, 'symbolic-ref', '--short', 'HEAD').trim()).toBe(`f26-${attempt}`);
         expect(git(killed.repo, 'status', '--porcelain', '--untracked-files=all')).toBe('?? wip.txt\n');
         return;
       } finally {
         killed.done();
-        await docker.getContainer(killed.containerId).remove({ force: true }).catch(() => undefined);
+        for (const id of [killed.containerId, killed.proxyId]) await docker.getContainer(id).remove({ force: true }).catch(() => undefined);
       }
     }
   });
@@ -573,7 +581,7 @@ describe.runIf(hasDocker)('adversarial: faults of the daemon, the machine and th
         if (outcome === 'done') return;
       } finally {
         killed.done();
-        await docker.getContainer(killed.containerId).remove({ force: true }).catch(() => undefined);
+        for (const id of [killed.containerId, killed.proxyId]) await docker.getContainer(id).remove({ force: true }).catch(() => undefined);
       }
     }
   });
@@ -584,12 +592,14 @@ describe.runIf(hasDocker)('adversarial: faults of the daemon, the machine and th
       const results = await Promise.all([1, 2, 3].map(() => runCli(['gc', '--json'], { cwd: killed.repo })));
       for (const gc of results) expect(gc.code, gc.stderr).toBe(0);
       const reports = results.map((gc) => (JSON.parse(gc.stdout) as { removed: Array<{ id: string; runId: string }> }).removed.filter((entry) => entry.runId === killed.runId));
-      // Another session may have swept it first (then none reports it); never more than one does.
-      expect(reports.flat().length).toBeLessThanOrEqual(1);
+      // Another session may have swept them first (then none reports them); no container is reported twice.
+      const ids = reports.flat().map((entry) => entry.id);
+      expect(ids.length).toBeLessThanOrEqual(2);
+      expect(new Set(ids).size).toBe(ids.length);
       expect(await managedContainers(killed.runId)).toEqual([]);
     } finally {
       killed.done();
-      await docker.getContainer(killed.containerId).remove({ force: true }).catch(() => undefined);
+      for (const id of [killed.containerId, killed.proxyId]) await docker.getContainer(id).remove({ force: true }).catch(() => undefined);
     }
   });
 

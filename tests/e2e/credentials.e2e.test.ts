@@ -140,6 +140,48 @@ describe.runIf(hasDocker)('credentials never reach the agent (real Claude Code, 
     await expectNothingLeft(repo, report.runId);
   });
 
+  it.each([
+    ['mount', []],
+    ['copy', ['--workspace', 'copy']],
+  ])('%s workspace: a file the agent writes with the key in it (plain, base64 in a config) is not on the branch; quarantined, warned about, status credential_leak (exit 15)', async (mode, flags) => {
+    const repo = makeRepo({ 'README.md': '# planted\n', 'config.yml': 'name: demo\n' });
+    cleanup.push(repo);
+    const base = git(repo, 'rev-parse', 'HEAD').trim();
+    const encoded = Buffer.from(`user:${TEST_API_KEY}`).toString('base64');
+    // As if the agent had the key: a new file with it, a tracked file given it base64-encoded, and an honest change.
+    const script: ScriptedTurn[] = [
+      {
+        content: [
+          { type: 'tool_use', name: 'Write', input: { file_path: '/workspace/notes/key.txt', content: `token=${TEST_API_KEY}\n` } },
+          { type: 'tool_use', name: 'Write', input: { file_path: '/workspace/config.yml', content: `name: demo\nauth: ${encoded}\n` } },
+          { type: 'tool_use', name: 'Write', input: { file_path: '/workspace/honest.txt', content: 'real work\n' } },
+        ],
+        usage: { input: 300, output: 60 },
+      },
+      { content: [{ type: 'text', text: 'Done.' }], usage: { input: 400, output: 5 } },
+    ];
+    const branch = `planted-${mode}`;
+    const result = await withApi(script, (fixture) => runAgentWorker(repo, fixture, ['--task', 'Plant the key', '--branch', branch, ...flags], { stateDir }));
+    expect(result.code, result.stderr).toBe(15);
+    const report = parseReport(result);
+    expect(report.status).toBe('credential_leak');
+    // The honest change is there; the key is nowhere on the branch, in any commit; config.yml keeps its base version.
+    expect(git(repo, 'show', `${branch}:honest.txt`)).toBe('real work\n');
+    expect(git(repo, 'ls-tree', '-r', '--name-only', branch)).not.toContain('notes/key.txt');
+    expect(git(repo, 'show', `${branch}:config.yml`)).toBe('name: demo\n');
+    for (const commit of git(repo, 'rev-list', `${base}..${branch}`).trim().split('\n')) {
+      const tree = git(repo, 'ls-tree', '-r', commit).trim().split('\n').map((line) => line.split(/\s+/)[2]!);
+      for (const blob of tree) expect(git(repo, 'cat-file', '-p', blob)).not.toMatch(new RegExp(`${TEST_API_KEY}|${encoded.slice(8, 40)}`));
+    }
+    // Quarantined and warned about, never quoting the key.
+    expect(readFileSync(path.join(report.logDir, 'quarantine', 'notes', 'key.txt'), 'utf8')).toContain(TEST_API_KEY);
+    expect(existsSync(path.join(report.logDir, 'quarantine', 'config.yml'))).toBe(true);
+    expect(report.warnings.filter((warning) => warning.includes('credential given to agent-worker'))).toHaveLength(2);
+    expect(JSON.stringify(report)).not.toContain(TEST_API_KEY);
+    expect(git(repo, 'status', '--porcelain', '--untracked-files=all')).toBe('');
+    await expectNothingLeft(repo, report.runId);
+  });
+
   describe('the allowlist by host name, through the proxy', () => {
     let ca: TestCa;
     let server: Server;

@@ -51,27 +51,35 @@ function run(repo: string, fixture: FakeAnthropic | undefined, args: string[], e
   });
 }
 
-/** Watches the inner daemon's containers while `running` lasts; returns every bind mount seen. */
-async function bindMountsDuring(inner: Docker, running: Promise<unknown>): Promise<{ seen: number; binds: string[] }> {
+/**
+ * Watches the inner daemon's containers while `running` lasts; returns every bind mount seen, how many egress proxy
+ * sidecars were seen there, and every container whose `docker inspect` held the API key.
+ */
+async function bindMountsDuring(inner: Docker, running: Promise<unknown>): Promise<{ seen: number; binds: string[]; proxies: number; leaks: string[] }> {
   let done = false;
   void running.then(
     () => (done = true),
     () => (done = true),
   );
   const binds: string[] = [];
+  const leaks: string[] = [];
   let seen = 0;
+  let proxies = 0;
   while (!done) {
     try {
       for (const info of await inner.listContainers({ all: true, filters: { label: ['dev.agent-worker.managed=true'] } })) {
         seen += 1;
+        if (info.Labels['dev.agent-worker.role'] === 'egress-proxy') proxies += 1;
         binds.push(...info.Mounts.filter((mount) => mount.Type === 'bind').map((mount) => mount.Source));
+        const details = await inner.getContainer(info.Id).inspect().catch(() => undefined);
+        if (details && JSON.stringify(details).includes(API_KEY)) leaks.push(info.Names.join(','));
       }
     } catch {
       // the daemon may be going away in the last test
     }
     await new Promise((resolve) => setTimeout(resolve, 300));
   }
-  return { seen, binds };
+  return { seen, binds, proxies, leaks };
 }
 
 const coreScript = (): ScriptedTurn[] => [
@@ -86,7 +94,7 @@ const coreScript = (): ScriptedTurn[] => [
 ];
 
 /** The core scenario's assertions, shared by TLS and ssh. */
-async function assertCoreRun(repo: string, base: string, branch: string, result: CliResult, fixture: FakeAnthropic, watched: { seen: number; binds: string[] }): Promise<void> {
+async function assertCoreRun(repo: string, base: string, branch: string, result: CliResult, fixture: FakeAnthropic, watched: { seen: number; binds: string[]; proxies: number; leaks: string[] }): Promise<void> {
   expect(result.code, result.stderr).toBe(0);
   expect(result.stderr).toMatch(/Docker daemon: .* engine /);
   const report = JSON.parse(result.stdout) as RunReport;
@@ -103,6 +111,13 @@ async function assertCoreRun(repo: string, base: string, branch: string, result:
   // The container ran on the remote daemon, without any bind mount, and is gone from both daemons.
   expect(watched.seen).toBeGreaterThan(0);
   expect(watched.binds).toEqual([]);
+  // The egress proxy ran next to the agent on the remote daemon (nothing listens on this machine for the agent),
+  // the API got the real key on every request from it, and no container there ever showed the key.
+  expect(watched.proxies).toBeGreaterThan(0);
+  expect(watched.leaks).toEqual([]);
+  expect(new Set(fixture.requests.map((request) => request.credential))).toEqual(new Set(['expected']));
+  expect(await dind.inner.listNetworks({ filters: { label: [`dev.agent-worker.run-id=${report.runId}`] } })).toEqual([]);
+  expect(await docker.listNetworks({ filters: { label: [`dev.agent-worker.run-id=${report.runId}`] } })).toEqual([]);
   expect(await dind.inner.listContainers({ all: true, filters: { label: [`dev.agent-worker.run-id=${report.runId}`] } })).toEqual([]);
   expect(await managedContainers(report.runId)).toEqual([]);
 }
@@ -116,7 +131,7 @@ function coreRepo(): { repo: string; base: string } {
 describe.runIf(hasDocker)('remote Docker daemon (docker-in-docker)', { timeout: 1_800_000 }, () => {
   it('over TLS: builds the image there, copies the workspace in, brings the commits back', async () => {
     const { repo, base } = coreRepo();
-    const fixture = await startFakeAnthropic({ host: gateway, script: coreScript() });
+    const fixture = await startFakeAnthropic({ host: gateway, script: coreScript(), expectedKey: API_KEY });
     try {
       const running = run(repo, fixture, [...tlsArgs(dind.tls.certDir), '--branch', 'remote-tls', '--task', 'Remote task']);
       const watched = await bindMountsDuring(dind.inner, running);
@@ -132,7 +147,7 @@ describe.runIf(hasDocker)('remote Docker daemon (docker-in-docker)', { timeout: 
 
   it('over ssh (key file, known_hosts checked): the same scenario passes', async () => {
     const { repo, base } = coreRepo();
-    const fixture = await startFakeAnthropic({ host: gateway, script: coreScript() });
+    const fixture = await startFakeAnthropic({ host: gateway, script: coreScript(), expectedKey: API_KEY });
     try {
       const running = run(repo, fixture, ['--remote-docker', dind.ssh.url, '--branch', 'remote-ssh', '--task', 'Remote task'], { HOME: dind.ssh.home });
       const watched = await bindMountsDuring(dind.inner, running);

@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
+import type Docker from 'dockerode';
 import type { FakeAnthropic, ScriptedTurn } from '../fixtures/fake-anthropic.js';
 import { numstat, parseReport, runAgentWorker as runWith, servedTokens, TEST_API_KEY as API_KEY, withFixture } from '../helpers/agent-run.js';
 import { docker, dockerAvailable, managedContainers, runCli, TEST_CA_CERT, type CliResult } from '../helpers/docker.js';
@@ -111,7 +112,7 @@ describe.runIf(hasDocker)('agent-worker end to end (real Claude Code, scripted A
 
       // The run log: raw stream, report.json = stdout, and the key is nowhere.
       const files = readdirSync(report.logDir).sort();
-      expect(files).toEqual(['agent-worker.log', 'agent.stderr.log', 'agent.stream.jsonl', 'report.json', 'run.json']);
+      expect(files).toEqual(['agent-worker.log', 'agent.stderr.log', 'agent.stream.jsonl', 'egress.jsonl', 'report.json', 'run.json']);
       expect(JSON.parse(readFileSync(path.join(report.logDir, 'report.json'), 'utf8'))).toEqual(report);
       const stream = readFileSync(path.join(report.logDir, 'agent.stream.jsonl'), 'utf8');
       expect(stream).toContain('"type":"result"');
@@ -182,13 +183,16 @@ describe.runIf(hasDocker)('agent-worker end to end (real Claude Code, scripted A
       let done = false;
       void running.then(() => (done = true));
       while (!done) {
-        const runningContainers = await docker.listContainers({ filters: { label: [`dev.agent-worker.project=${repo}`], status: ['running'] } });
+        // The agent's container (its egress proxy's sidecar is not a workspace).
+        const agentContainers = async (): Promise<Docker.ContainerInfo[]> =>
+          (await docker.listContainers({ filters: { label: [`dev.agent-worker.project=${repo}`], status: ['running'] } })).filter((info) => info.Labels['dev.agent-worker.role'] === undefined);
+        const runningContainers = await agentContainers();
         const snapshot = {
           status: git(repo, 'status', '--porcelain', '--untracked-files=all'),
           head: git(repo, 'symbolic-ref', 'HEAD'),
           branch: git(repo, 'branch', '--list', 'e2e-copy'),
         };
-        const stillRunning = (await docker.listContainers({ filters: { label: [`dev.agent-worker.project=${repo}`], status: ['running'] } })).length > 0;
+        const stillRunning = (await agentContainers()).length > 0;
         if (runningContainers.length > 0 && stillRunning) {
           sawContainer = true;
           expect(snapshot).toEqual({ status: statusBefore, head: headBefore, branch: '' });

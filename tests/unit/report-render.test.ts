@@ -150,6 +150,13 @@ describe('renderReportTable', () => {
     expect(renderReportTable(makeReport(), { color: false })).toMatch(/status\s+│?\s*success\s/);
   });
 
+  it('shows what the egress proxy refused, only when it refused something', () => {
+    const refused = renderReportTable(makeReport({ egress: { allowed: 5, refused: 2, refusedHosts: ['example.com', 'evil\ttest'] } }), { color: false });
+    expect(refused).toMatch(/egress refused\s+│?\s*2 \(example\.com, evil\\ttest\); allow with --allow-host/);
+    expect(renderReportTable(makeReport({ egress: { allowed: 5, refused: 0, refusedHosts: [] } }), { color: false })).not.toContain('egress');
+    expect(renderReportTable(makeReport(), { color: false })).not.toContain('egress');
+  });
+
   it('colours when asked', () => {
     const text = renderReportTable(makeReport(), { color: true });
     expect(text).toMatch(ANSI);
