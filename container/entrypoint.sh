@@ -33,8 +33,9 @@
 #                         neither the agent nor the command can write there). With AW_VERIFY set, this script
 #                         stays PID 1 and supervises in mount mode too.
 #   /run/agent-worker/mcp-config.json  optional; installed as $HOME/.mcp-config.json (the agent's, 0600)
-#   env AW_API_CHECK      optional; "HOST PORT" of the model API: once the firewall is up, a TCP connection to it
-#                         must succeed within 10 s, or the agent is not started (exit 69)
+#   env AW_API_CHECK      optional; "HOST PORT" of the model API (or the egress proxy in front of it): once the
+#                         firewall is up, a TCP connection to it is tried every 50 ms and must succeed within 10 s,
+#                         or the agent is not started (exit 69)
 #
 # Output: stdout belongs to the agent; this script writes to stderr only, every line prefixed
 # "agent-worker:", and never writes a secret value. Two lines time the agent's process, in seconds since
@@ -190,10 +191,18 @@ if [[ -n ${AW_API_CHECK:-} ]]; then
   read -r api_host api_port _ <<<"$AW_API_CHECK"
   [[ -n $api_host && $api_port =~ ^[0-9]{1,5}$ ]] || die 64 "AW_API_CHECK must be 'HOST PORT', got '$AW_API_CHECK'"
   api_status=0
+  # Tried every 50 ms until it connects (the proxy may still be starting), each failure's message printed; the
+  # last one says why it never connected.
   # shellcheck disable=SC2016 # expanded by that bash, not this one
-  api_output=$(timeout "$API_CHECK_SECONDS" bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$api_host" "$api_port" 2>&1 </dev/null 3<&-) ||
-    api_status=$?
+  api_output=$(timeout "$API_CHECK_SECONDS" bash -c '
+    while :; do
+      if failure=$({ exec 3<>"/dev/tcp/$0/$1"; } 2>&1); then exit 0; fi
+      printf "%s\n" "$failure"
+      sleep 0.05
+    done' "$api_host" "$api_port" 2>&1 </dev/null 3<&-) || api_status=$?
   if ((api_status != 0)); then
+    api_output=${api_output%$'\n'}
+    api_output=${api_output##*$'\n'}
     case $api_output in
       *refused*) api_why="connection refused" ;;
       *"not known"* | *"resolve"* | *"No address"* | *"Temporary failure in name resolution"*) api_why="the host name does not resolve" ;;

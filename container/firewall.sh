@@ -16,6 +16,8 @@
 #                   with getent ahosts (getaddrinfo: so /etc/hosts, e.g. host.docker.internal, applies);
 #                   a name with no address is an error ("cannot resolve host 'NAME' …"). The addresses go into ipsets aw-allow-v4/-v6
 #                   (aw-allow-v6 only with IPv6 on).
+#   AW_RESOLVE_WAIT_SECONDS  optional; how long names that do not resolve yet are looked up again (every 50 ms)
+#                   before that is an error; default 0
 #   AW_DEBUG=1      what was resolved and which iptables backend is used, on stderr
 #
 # Output: stderr only. On failure the last line is the reason (the entrypoint quotes it) and the exit
@@ -96,6 +98,14 @@ done
 # so one call for all names is only read when every name resolved and the groups add up; otherwise each
 # name is looked up alone, which also tells which one failed. getaddrinfo asks for A and AAAA at once
 # (AI_ADDRCONFIG: AAAA only when the container has IPv6).
+# A name that does not resolve yet (the egress proxy's, while its container is still starting) is looked up again
+# every 50 ms for up to AW_RESOLVE_WAIT_SECONDS (default 0: once).
+if ((${#names[@]} > 0)) && [[ ${AW_RESOLVE_WAIT_SECONDS:-0} =~ ^[1-9][0-9]{0,2}$ ]]; then
+  now_ms() { local now=${EPOCHREALTIME/[.,]/}; printf '%s' "${now:0:-3}"; }
+  deadline=$(($(now_ms) + AW_RESOLVE_WAIT_SECONDS * 1000))
+  until getent ahosts "${names[@]}" >/dev/null || (($(now_ms) >= deadline)); do sleep 0.05; done
+fi
+
 resolved=() # per name: its addresses, space-separated
 lookup_all() {
   local output address canonical

@@ -156,7 +156,7 @@ async function probeApi(
   const runId = `doctor-${Date.now().toString(36)}-${process.pid}`;
   const egress = await EgressPath.create(docker.docker, egressSpec(config, plugin, { image, runId, project: config.project, onAudit: () => undefined }));
   try {
-    const failure = upstreamFailure(await egress.start(context.signal), new URL(baseUrl), config.baseUrl);
+    const failure = upstreamFailure(await (await egress.start(context.signal)).ready, new URL(baseUrl), config.baseUrl);
     if (failure) return { ok: false, text: failure.message };
     return await probeThroughProxy(docker, image, runId, egress, config, context);
   } finally {

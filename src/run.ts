@@ -57,6 +57,8 @@ export const DEFAULT_BASE_IMAGE = 'debian:bookworm-slim';
 export const AFTER_RESULT_GRACE_MS = 30_000;
 /** How long removing the container may take once the daemon was lost mid-run, in ms (it is most likely gone with it). */
 const LOST_DAEMON_REMOVE_MS = 10_000;
+/** How long the agent's entrypoint waits for the egress proxy's name to resolve (its container starting), in seconds. */
+const PROXY_WAIT_SECONDS = 10;
 /** How many lines of the container's stderr are kept for error messages. */
 const STDERR_TAIL_LINES = 20;
 
@@ -343,7 +345,10 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
     }
     // The run's network and its egress proxy come first: the agent's container joins that network.
     egress = await EgressPath.create(docker.docker, egressSpec(config, plugin, { image: image.tag, runId, project: repo.root, onAudit: (record) => audit.record(record) }));
-    const egressReady = egress.start(context.signal);
+    // The sidecar starts while the agent's container is created and started: the agent's entrypoint waits for the
+    // proxy's name to resolve and for the proxy to listen.
+    const egressStarted = egress.start(context.signal);
+    const egressReady = egressStarted.then((started) => started.ready);
     egressReady.catch(() => undefined);
     const plainEnv: Record<string, string> = { ...agentEnv.plain, ...proxyEnv() };
     if (config.caCert) plainEnv.NODE_EXTRA_CA_CERTS = '/etc/ssl/certs/ca-certificates.crt';
@@ -371,15 +376,13 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
       mcpConfigJson: config.mcpConfig?.json,
       // Behind its firewall the agent reaches the proxy and nothing else; the proxy must answer before it starts.
       allowHosts: [PROXY_ALIAS],
+      resolveWaitSeconds: PROXY_WAIT_SECONDS,
       apiCheck: { host: PROXY_ALIAS, port: PROXY_PORT },
       networkMode: egress.networkName,
       timezone: config.timezone,
       limits: { memoryBytes: config.memoryBytes, cpus: config.cpus, pidsLimit: config.pidsLimit },
     });
     runLog.note(`container ${container.shortId} created`);
-    const upstreamProblem = upstreamFailure(await egressReady, apiUrl, config.baseUrl);
-    if (upstreamProblem) throw upstreamProblem;
-    runLog.note(`egress proxy ready (network ${egress.networkName})`);
     await branchReady;
     throwIfAborted(context.signal);
 
@@ -392,8 +395,26 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
     void egress.stopped.then(() => {
       if (agentRunning && egress?.exited) running.requestStop('interrupted');
     });
+    // The proxy listens only once the model API answered it; until then the entrypoint waits, so when the API does
+    // not answer (or the proxy does not start) the agent never starts: its container is stopped and the run fails.
+    let egressProblem: unknown;
+    void egressReady.then(
+      (checks) => {
+        egressProblem = upstreamFailure(checks, apiUrl, config.baseUrl);
+        if (egressProblem) running.requestStop('interrupted');
+        else runLog.note(`egress proxy ready (network ${egress?.networkName})`);
+      },
+      (error: unknown) => {
+        egressProblem = error;
+        running.requestStop('interrupted');
+      },
+    );
     const { exit, outcome, stderrTail, agentWallMs } = await runAgent(container, plugin, runLog, config, context);
     agentRunning = false;
+    if (egressProblem && agentWallMs === null) {
+      agentStarted = false;
+      throw egressProblem;
+    }
     const removeMs = removeTimeoutMs(context.env);
     if (egress.exited) {
       throw new EgressProxyLostError(

@@ -105,6 +105,8 @@ export interface AgentContainerSpec {
    * before the agent starts (exit {@link API_UNREACHABLE_EXIT_CODE} otherwise). No check when undefined.
    */
   apiCheck?: { host: string; port: number };
+  /** How long the firewall looks up an allowed name that does not resolve yet, in seconds (env AW_RESOLVE_WAIT_SECONDS). */
+  resolveWaitSeconds?: number;
   /** The network the container joins alone (a run's internal network); default: the daemon's default bridge. */
   networkMode?: string;
   /** Resource limits: memory in bytes (no extra swap), CPUs, processes. */
@@ -178,6 +180,8 @@ export class AgentContainer {
   /** The one removal request: later calls join it and get its outcome. */
   private removal?: Promise<void>;
   private stopRequest?: (why: ContainerExit['reason']) => void;
+  /** A stop asked for before {@link run} started the container: it is stopped as soon as it has started. */
+  private pendingStop?: ContainerExit['reason'];
 
   private constructor(
     private readonly docker: Docker,
@@ -206,6 +210,7 @@ export class AgentContainer {
     };
     if (spec.verify !== undefined) env.AW_VERIFY = spec.verify;
     if (spec.apiCheck) env.AW_API_CHECK = `${spec.apiCheck.host} ${spec.apiCheck.port}`;
+    if (spec.resolveWaitSeconds) env.AW_RESOLVE_WAIT_SECONDS = String(spec.resolveWaitSeconds);
     if (workspace.mode === 'copy') {
       Object.assign(env, { AW_BRANCH: workspace.branch, AW_BASE_COMMIT: workspace.baseCommit, AW_BUNDLE_REF: workspace.bundleRef, AW_GIT_NAME: workspace.gitName, AW_GIT_EMAIL: workspace.gitEmail });
     }
@@ -312,6 +317,7 @@ export class AgentContainer {
       );
     };
     this.stopRequest = stopFor;
+    if (this.pendingStop) stopFor(this.pendingStop);
     timer = setTimeout(() => stopFor('timed_out'), options.timeoutMs);
     const onAbort = (): void => stopFor('interrupted');
     if (options.signal?.aborted) onAbort();
@@ -363,9 +369,13 @@ export class AgentContainer {
     return { exitCode, reason, oomKilled, finishedAt };
   }
 
-  /** Stops the running container for `why` (SIGTERM, then SIGKILL after the grace period); no-op when not running. */
+  /**
+   * Stops the running container for `why` (SIGTERM, then SIGKILL after the grace period); asked before {@link run}
+   * has started it, it is stopped right after it starts. No-op once it has ended.
+   */
   requestStop(why: ContainerExit['reason']): void {
-    this.stopRequest?.(why);
+    if (this.stopRequest) this.stopRequest(why);
+    else this.pendingStop ??= why;
   }
 
   /**

@@ -7,8 +7,8 @@
  * Both run on the daemon the agent runs on (a remote one too), so nothing listens on the user's machine for the
  * agent. The proxy's program and its configuration, credentials included, reach the sidecar as root-only files
  * through the archive API: never an environment variable, a label or an argv entry, so never in `docker inspect`.
- * The proxy reports on its stdout, one JSON object a line: `{"type":"ready",…}` once it listens, then one
- * `{"type":"audit",…}` per egress attempt.
+ * The proxy reports on its stdout, one JSON object a line: `{"type":"ready",…}` once it has checked the model API
+ * (and listens, when the API answered), then one `{"type":"audit",…}` per egress attempt.
  */
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -126,6 +126,9 @@ export class EgressPath {
         Cmd: [PROXY_CONFIG],
         User: '0:0',
         WorkingDir: '/',
+        // The image's NODE_EXTRA_CA_CERTS costs ~170 ms of node's start (it parses the whole bundle); the proxy
+        // trusts the system store (which holds --ca-cert's certificates) or, with caPem, Node's roots plus those.
+        Env: ['NODE_EXTRA_CA_CERTS='],
         AttachStdout: true,
         AttachStderr: true,
         Tty: false,
@@ -158,11 +161,14 @@ export class EgressPath {
   }
 
   /**
-   * Starts the sidecar and waits until the proxy listens and has tried each model API upstream.
-   * @returns each upstream's check (a TCP connection from the sidecar: `ok`, or why not).
-   * @throws DockerError (exit {@link ExitCode.container}) when it does not start, stops, or is not ready within 30 s.
+   * Starts the sidecar; once it has started (so its name resolves on the run's network) the agent's container may
+   * start too: its entrypoint waits for the proxy to accept connections.
+   * @returns `ready`: settles once the proxy has tried each model API upstream (a TCP connection from the sidecar),
+   *   with each one's check (`ok`, or why not). It listens only when every upstream answered.
+   * @throws DockerError (exit {@link ExitCode.container}) when the sidecar does not start; `ready` rejects with one
+   *   when the proxy stops before it is ready, or is not ready within 30 s.
    */
-  async start(signal?: AbortSignal): Promise<UpstreamCheck[]> {
+  async start(signal?: AbortSignal): Promise<{ ready: Promise<UpstreamCheck[]> }> {
     // Hijacked, as the agent's (./container.ts): the raw connection, read straight into the demultiplexer.
     const attach = (await this.sidecar.attach({ stream: true, stdout: true, stderr: true, logs: true, hijack: true })) as unknown as Readable;
     let onReady: (checks: UpstreamCheck[]) => void = () => undefined;
@@ -212,12 +218,12 @@ export class EgressPath {
         this.stoppedBecause?.();
       },
     );
-    try {
-      return await withTimeout(ready, READY_TIMEOUT_MS, 'the egress proxy to listen', signal);
-    } catch (error) {
+    const readyInTime = withTimeout(ready, READY_TIMEOUT_MS, 'the egress proxy to listen', signal).catch((error: unknown) => {
       if (error instanceof TimeoutError) throw new DockerError(`The egress proxy did not start within ${READY_TIMEOUT_MS / 1000} s.`, ExitCode.container, 'Run with --debug for details.', { cause: error });
       throw error;
-    }
+    });
+    readyInTime.catch(() => undefined);
+    return { ready: readyInTime };
   }
 
   /** Whether the sidecar has stopped by itself (its exit code then), as opposed to still running. */

@@ -1127,6 +1127,13 @@ export async function main(argv: string[]): Promise<void> {
     if (early) early.push(record);
     else emit({ type: 'audit', ...record });
   };
+  // The model API is checked before the proxy listens: when it does not answer, the proxy never listens, so the
+  // agent's container (which waits for a connection to the proxy before it starts the agent) never starts it.
+  const upstreams = await checkUpstreams(config.routes);
+  if (upstreams.some((check) => !check.ok)) {
+    emit({ type: 'ready', port: 0, upstreams });
+    return;
+  }
   let started: EgressProxy;
   try {
     started = await startEgressProxy(config, { onAudit });
@@ -1134,7 +1141,6 @@ export async function main(argv: string[]): Promise<void> {
     return die(`cannot start the egress proxy: ${describeError(error)}`);
   }
   proxy = started;
-  const upstreams = await checkUpstreams(config.routes);
   emit({ type: 'ready', port: started.port, upstreams });
   for (const record of early) emit({ type: 'audit', ...record });
   early = undefined;

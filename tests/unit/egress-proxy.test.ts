@@ -1106,23 +1106,28 @@ describe('the compiled program', () => {
     const config: EgressProxyConfig = {
       port: 0,
       host: '127.0.0.1',
-      routes: [
-        { prefix: '/', upstream: upstream.url, credentials: CREDENTIALS },
-        { prefix: '/down', upstream: `http://127.0.0.1:${down}`, credentials: [] },
-      ],
+      routes: [{ prefix: '/', upstream: upstream.url, credentials: CREDENTIALS }],
       allowHosts: ['127.0.0.1'],
     };
-    writeFileSync(configFile, JSON.stringify(config), { mode: 0o600 });
-    const proxy = run(program, configFile);
-    const ready = await proxy.line('ready');
-    expect(ready).toEqual({
+    // A model API that does not answer: the proxy says so and never listens (the agent's container waits for it).
+    const downFile = path.join(dir, 'egress-proxy-down.json');
+    writeFileSync(downFile, JSON.stringify({ ...config, routes: [...config.routes, { prefix: '/down', upstream: `http://127.0.0.1:${down}`, credentials: [] }] }), { mode: 0o600 });
+    const unready = run(program, downFile);
+    expect(await unready.line('ready')).toEqual({
       type: 'ready',
-      port: expect.any(Number),
+      port: 0,
       upstreams: [
         { url: upstream.url, ok: true },
         { url: `http://127.0.0.1:${down}`, ok: false, error: 'connection refused' },
       ],
     });
+    expect(await unready.exited).toBe(0);
+    expect(unready.lines).toHaveLength(1);
+
+    writeFileSync(configFile, JSON.stringify(config), { mode: 0o600 });
+    const proxy = run(program, configFile);
+    const ready = await proxy.line('ready');
+    expect(ready).toEqual({ type: 'ready', port: expect.any(Number), upstreams: [{ url: upstream.url, ok: true }] });
     expect(existsSync(configFile)).toBe(false);
     if (process.getuid?.() === 0) {
       const status = readFileSync(`/proc/${proxy.child.pid}/status`, 'utf8');
