@@ -29,10 +29,7 @@ export async function collectGarbage(docker: Docker, options: { all: boolean }):
   const removed: RemovedContainer[] = [];
   for (const info of containers) {
     const labels = info.Labels ?? {};
-    const pid = Number(labels[LABEL_PID]);
-    const ownHost = labels[LABEL_HOST] === os.hostname();
-    const orphan = ownHost && !(Number.isInteger(pid) && pid > 0 && processAlive(pid));
-    if (!orphan && !options.all) continue;
+    if (!isOrphan(labels) && !options.all) continue;
     try {
       await docker.getContainer(info.Id).remove({ force: true, v: true });
       removed.push({ id: info.Id.slice(0, 12), runId: labels[LABEL_RUN_ID] ?? '?', state: info.State });
@@ -56,10 +53,7 @@ async function removeNetworks(docker: Docker, options: { all: boolean }): Promis
   const networks = await docker.listNetworks({ filters: { label: [`${LABEL_MANAGED}=true`] } });
   for (const info of networks) {
     const labels = info.Labels ?? {};
-    const pid = Number(labels[LABEL_PID]);
-    const ownHost = labels[LABEL_HOST] === os.hostname();
-    const orphan = ownHost && !(Number.isInteger(pid) && pid > 0 && processAlive(pid));
-    if (!orphan && !options.all) continue;
+    if (!isOrphan(labels) && !options.all) continue;
     try {
       await docker.getNetwork(info.Id).remove();
       log('removed network %s (run %s)', info.Name, labels[LABEL_RUN_ID]);
@@ -67,4 +61,10 @@ async function removeNetworks(docker: Docker, options: { all: boolean }): Promis
       log('could not remove network %s: %s', info.Name, String(error));
     }
   }
+}
+
+/** Whether what carries `labels` belongs to an agent-worker process of this host that is gone. */
+function isOrphan(labels: Record<string, string>): boolean {
+  const pid = Number(labels[LABEL_PID]);
+  return labels[LABEL_HOST] === os.hostname() && !(Number.isInteger(pid) && pid > 0 && processAlive(pid));
 }

@@ -4,7 +4,6 @@
  * demultiplexed as it arrives (./demux.ts), a host-enforced timeout, and removal that is safe to repeat.
  */
 import { createReadStream } from 'node:fs';
-import os from 'node:os';
 import { stat } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { pack as tarPack } from 'tar-stream';
@@ -14,7 +13,7 @@ import { DockerError, ExitCode, errorMessage } from '../errors.js';
 import { TimeoutError, withTimeout } from './client.js';
 import { extractSafely } from './archive.js';
 import { FrameDemuxer } from './demux.js';
-import { LABEL_HOST, LABEL_MANAGED, LABEL_PID, LABEL_PROJECT, LABEL_RUN_ID, LABEL_VERSION } from './labels.js';
+import { LABEL_MANAGED, runLabels } from './labels.js';
 
 const log = createDebug('agent-worker:docker');
 
@@ -226,14 +225,7 @@ export class AgentContainer {
         AttachStderr: true,
         Tty: false,
         OpenStdin: false,
-        Labels: {
-          [LABEL_MANAGED]: 'true',
-          [LABEL_RUN_ID]: spec.runId,
-          [LABEL_VERSION]: spec.toolVersion,
-          [LABEL_PID]: String(process.pid),
-          [LABEL_HOST]: os.hostname(),
-          [LABEL_PROJECT]: spec.project,
-        },
+        Labels: runLabels(spec),
         HostConfig: {
           Binds:
             workspace.mode === 'mount'

@@ -11,7 +11,6 @@
  * (and listens, when the API answered), then one `{"type":"audit",…}` per egress attempt.
  */
 import { readFile } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pack as tarPack } from 'tar-stream';
@@ -21,7 +20,7 @@ import { AgentWorkerError, DockerError, ExitCode, errorMessage } from '../errors
 import { LineSplitter } from '../stream/lines.js';
 import { FrameDemuxer } from './demux.js';
 import { TimeoutError, withTimeout } from './client.js';
-import { LABEL_HOST, LABEL_MANAGED, LABEL_PID, LABEL_PROJECT, LABEL_ROLE, LABEL_RUN_ID, LABEL_VERSION } from './labels.js';
+import { LABEL_MANAGED, LABEL_ROLE, runLabels } from './labels.js';
 import type { AuditRecord, EgressProxyConfig, UpstreamCheck } from '../proxy/egress-proxy.js';
 import { PACKAGE_ROOT } from '../version.js';
 
@@ -100,14 +99,7 @@ export class EgressPath {
    * @throws DockerError (exit {@link ExitCode.container}); whatever was created is removed first.
    */
   static async create(docker: Docker, spec: EgressSpec): Promise<EgressPath> {
-    const labels = {
-      [LABEL_MANAGED]: 'true',
-      [LABEL_RUN_ID]: spec.runId,
-      [LABEL_VERSION]: spec.toolVersion,
-      [LABEL_PID]: String(process.pid),
-      [LABEL_HOST]: os.hostname(),
-      [LABEL_PROJECT]: spec.project,
-    };
+    const labels = runLabels(spec);
     let program: Buffer;
     try {
       program = await readFile(PROXY_PROGRAM_SOURCE);

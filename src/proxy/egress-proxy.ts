@@ -148,32 +148,18 @@ const MAX_ERROR_CHARS = 300;
 
 const DEFAULT_BLOCKED_HINT = 'allow it with --allow-host HOST';
 
-/** Hop-by-hop headers (RFC 9110 §7.6.1) plus the ones the proxy itself answers for; never forwarded upstream. */
+/** Hop-by-hop headers (RFC 9110 §7.6.1): never forwarded either way. Node frames bodies itself. */
+const HOP_BY_HOP_HEADERS = ['connection', 'keep-alive', 'proxy-authenticate', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'];
+/** Request headers never forwarded upstream: the hop-by-hop ones plus the ones the proxy itself answers for. */
 const REQUEST_HEADERS_DROPPED = new Set([
-  'connection',
-  'keep-alive',
+  ...HOP_BY_HOP_HEADERS,
   'proxy-authorization',
-  'proxy-authenticate',
-  'proxy-connection',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
   // The proxy answers `100 Continue` to the client itself; the upstream gets the body as it comes.
   'expect',
   'host',
 ]);
-/** Hop-by-hop headers of a response; never forwarded to the client. Node frames the body itself. */
-const RESPONSE_HEADERS_DROPPED = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-authenticate',
-  'proxy-connection',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-]);
+/** Response headers never forwarded to the client. */
+const RESPONSE_HEADERS_DROPPED = new Set(HOP_BY_HOP_HEADERS);
 /** Methods that echo the request back (headers included) and so could hand out an injected credential. */
 const ECHOING_METHODS = new Set(['TRACE', 'TRACK']);
 /** An HTTP field name (RFC 9110 §5.1, token), lower-case. */
