@@ -607,6 +607,28 @@ describe.runIf(hasDocker)('containment (adversarial)', { timeout: 600_000 }, () 
     expect(agent.output).not.toContain('ANSWER SECTION');
   });
 
+  it('E19 the firewall sets up beside iptables-legacy tables (as a daemon whose iptables is legacy leaves for its embedded DNS on a user network): the agent runs behind it', async () => {
+    // As root with the product's capabilities: a legacy nat chain first, then the product's entrypoint (firewall, then
+    // the command as the agent). iptables-nft then warns on stderr that legacy tables are present.
+    await probeRun(); // the product's run builds this version's image
+    const container = await docker.createContainer({
+      Image: await agentImage(),
+      Entrypoint: ['bash', '-c', 'iptables-legacy -t nat -N DOCKER_OUTPUT && exec /usr/local/bin/agent-worker-entrypoint bash -c "echo agent ran"'],
+      Cmd: [],
+      Env: ['AW_UID=0', 'AW_GID=0', 'AW_ALLOW_HOSTS=192.0.2.1'],
+      Labels: TEST_LABELS,
+      HostConfig: { NetworkMode: 'bridge', ...PRODUCT_HOST_CONFIG },
+    });
+    cleanupContainers.push(container);
+    await container.start();
+    const status = (await container.wait()) as { StatusCode: number };
+    const output = demux((await container.logs({ stdout: true, stderr: true, follow: false })) as unknown as Buffer);
+    await container.remove({ force: true }).catch(() => undefined);
+    expect(output).not.toContain('firewall setup failed');
+    expect(output).toContain('agent ran');
+    expect(status.StatusCode, output).toBe(0);
+  });
+
   // ---------------------------------------------------------------------------------------------------
   // Resources.
   // ---------------------------------------------------------------------------------------------------
