@@ -7,6 +7,7 @@ import createDebug from 'debug';
 import type { RunConfig } from './config.js';
 import { AgentWorkerError, ConfigError, ExitCode, errorMessage } from './errors.js';
 import { getAgentPlugin } from '../agents/index.js';
+import type { AgentPlugin } from '../agents/types.js';
 import { isClean, openRepo, statusEntries } from './git/repo.js';
 import { connectDocker, connectOptionsFor, type DockerConnection } from './docker/client.js';
 import { imageContentHash, imageExists, imageTag, type ImageSpec } from './docker/image.js';
@@ -128,7 +129,7 @@ export async function runDoctor(load: () => Promise<RunConfig>, context: { env: 
   if (!docker || !cached) {
     checks.push({ id: 'api', status: 'skip', detail: `${baseUrl}: not checked from a container (${docker ? 'the image is not built yet' : 'no Docker daemon'})` });
   } else {
-    const probe = await probeApi(docker, runTag, baseUrl, config, context).catch((error: unknown) => ({ ok: false, text: errorMessage(error) }));
+    const probe = await probeApi(docker, runTag, baseUrl, plugin, config, context).catch((error: unknown) => ({ ok: false, text: errorMessage(error) }));
     if (probe.ok) checks.push({ id: 'api', status: 'ok', detail: `${baseUrl} answered through the egress proxy, from a container behind the firewall (HTTP ${probe.text})` });
     else {
       fail(
@@ -141,18 +142,18 @@ export async function runDoctor(load: () => Promise<RunConfig>, context: { env: 
 }
 
 /**
- * Sets up a run's egress path (internal network, egress proxy with the credentials) and starts a container from the
- * run's image on it, behind the run's firewall, that sends `HEAD <proxy>/` with the placeholder key: the proxy forwards
- * it to `baseUrl` with the real one. Any HTTP answer counts as reachable.
+ * Sets up a run's egress path (internal network, egress proxy with the credentials): the proxy first checks that
+ * `baseUrl` accepts a connection. Then a container from the run's image on that network, behind the run's firewall,
+ * sends `HEAD <proxy>/` (no credential), which the proxy forwards to `baseUrl`. Any HTTP answer counts as reachable.
  */
 async function probeApi(
   docker: DockerConnection,
   image: string,
   baseUrl: string,
+  plugin: AgentPlugin,
   config: RunConfig,
   context: { uid: number; gid: number; signal?: AbortSignal },
 ): Promise<{ ok: boolean; text: string }> {
-  const plugin = getAgentPlugin(config.agentType)!;
   const runId = `doctor-${Date.now().toString(36)}-${process.pid}`;
   const egress = await EgressPath.create(docker.docker, egressSpec(config, plugin, { image, runId, project: config.project, onAudit: () => undefined }));
   try {
