@@ -5,12 +5,19 @@
  * and how to read its output stream into progress events and a final outcome.
  */
 
-/** Token counts of model calls, in tokens. `total` = input + output + cacheRead + cacheWrite. */
+/**
+ * Token counts of model calls, in tokens, with one meaning for every agent (each plugin normalises its CLI's own):
+ * `input` = input tokens NOT read from the cache (Codex, Gemini and Qwen count cached tokens inside input: subtract);
+ * `cacheRead`, `cacheWrite` = input tokens read from / written to the prompt cache; `output` = every generated token,
+ * reasoning included; `reasoning` = the part of `output` that was reasoning (0 when the agent does not say);
+ * `total` = input + output + cacheRead + cacheWrite.
+ */
 export interface TokenUsage {
   input: number;
   output: number;
   cacheRead: number;
   cacheWrite: number;
+  reasoning: number;
   total: number;
 }
 
@@ -122,7 +129,7 @@ export interface AgentPlugin {
   createParser(): AgentStreamParser;
 }
 
-/** Adds the four token kinds and fills `total`. */
-export function makeTokenUsage(input: number, output: number, cacheRead: number, cacheWrite: number): TokenUsage {
-  return { input, output, cacheRead, cacheWrite, total: input + output + cacheRead + cacheWrite };
+/** Makes a {@link TokenUsage} from its parts (already normalised) and fills `total`. `reasoning` is part of `output`. */
+export function makeTokenUsage(input: number, output: number, cacheRead: number, cacheWrite: number, reasoning = 0): TokenUsage {
+  return { input, output, cacheRead, cacheWrite, reasoning, total: input + output + cacheRead + cacheWrite };
 }

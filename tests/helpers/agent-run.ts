@@ -43,7 +43,7 @@ export function runAgentWorker(
 /** The token totals the fixture served, in the report's shape (`total` = the four kinds added up). */
 export function servedTokens(fixture: FakeAnthropic): RunReport['tokens'] {
   const { input, output, cacheRead, cacheWrite } = fixture.served;
-  return { input, output, cacheRead, cacheWrite, total: input + output + cacheRead + cacheWrite };
+  return { input, output, cacheRead, cacheWrite, reasoning: 0, total: input + output + cacheRead + cacheWrite };
 }
 
 /** Parses the one JSON document on stdout (failing the test with stderr when there is none). */

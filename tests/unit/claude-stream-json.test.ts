@@ -38,7 +38,7 @@ describe('Claude Code stream-json parser: real samples', () => {
     const events = feed(parser, sampleLines('claude-2.1.330-success.stream.jsonl'));
     expect(events).toEqual([
       { kind: 'init', sessionId: '70cc4719-3d65-4cab-b47a-51bae7c7a8f3', model: 'claude-sonnet-4-5', version: '2.1.330' },
-      { kind: 'turn', turn: 1, tokens: { input: 100, output: 1, cacheRead: 30, cacheWrite: 20, total: 151 } },
+      { kind: 'turn', turn: 1, tokens: { input: 100, output: 1, cacheRead: 30, cacheWrite: 20, reasoning: 0, total: 151 } },
       { kind: 'text', text: 'Hello from mock' },
       { kind: 'result', subtype: 'success', isError: false },
     ]);
@@ -51,7 +51,7 @@ describe('Claude Code stream-json parser: real samples', () => {
       resultSubtype: 'success',
       isError: false,
       // From result.modelUsage: output is 7 there, while the assistant line said 1.
-      tokens: { input: 100, output: 7, cacheRead: 30, cacheWrite: 20, total: 157 },
+      tokens: { input: 100, output: 7, cacheRead: 30, cacheWrite: 20, reasoning: 0, total: 157 },
       costUsd: 0.0004890000000000001,
       fromResult: true,
     });
@@ -76,7 +76,7 @@ describe('Claude Code stream-json parser: real samples', () => {
       resultSubtype: 'error_max_turns',
       isError: true,
       limitReached: 'max_turns',
-      tokens: { input: 200, output: 14, cacheRead: 60, cacheWrite: 40, total: 314 },
+      tokens: { input: 200, output: 14, cacheRead: 60, cacheWrite: 40, reasoning: 0, total: 314 },
       costUsd: 0.0009780000000000001,
       fromResult: true,
     });
@@ -93,7 +93,7 @@ describe('Claude Code stream-json parser: real samples', () => {
       sessionId: '70cc4719-3d65-4cab-b47a-51bae7c7a8f3',
       turns: 1,
       isError: false,
-      tokens: { input: 100, output: 1, cacheRead: 30, cacheWrite: 20, total: 151 },
+      tokens: { input: 100, output: 1, cacheRead: 30, cacheWrite: 20, reasoning: 0, total: 151 },
       fromResult: false,
     });
     expect(parser.outcome().costUsd).toBeUndefined();
@@ -109,7 +109,7 @@ describe('Claude Code stream-json parser: real samples', () => {
     // Both assistant lines carry message id msg_1 (the sample's scripted server reuses it).
     expect(events.filter((e) => e.kind === 'turn')).toHaveLength(1);
     const outcome = parser.outcome();
-    expect(outcome.tokens).toEqual({ input: 100, output: 1, cacheRead: 30, cacheWrite: 20, total: 151 });
+    expect(outcome.tokens).toEqual({ input: 100, output: 1, cacheRead: 30, cacheWrite: 20, reasoning: 0, total: 151 });
     expect(outcome.turns).toBe(1);
     expect(outcome.fromResult).toBe(false);
     expect(outcome.costUsd).toBeUndefined();
@@ -136,16 +136,16 @@ describe('Claude Code stream-json parser: synthetic streams', () => {
       assistantLine('m2', [{ type: 'tool_use', id: 't3', name: 'Edit', input: { file_path: '/workspace/a.ts' } }], usage(20, 3, 200, 0)),
     ]);
     expect(events).toEqual([
-      { kind: 'turn', turn: 1, tokens: { input: 10, output: 2, cacheRead: 100, cacheWrite: 5, total: 117 } },
+      { kind: 'turn', turn: 1, tokens: { input: 10, output: 2, cacheRead: 100, cacheWrite: 5, reasoning: 0, total: 117 } },
       { kind: 'text', text: 'Looking.' },
       { kind: 'tool', name: 'Read', summary: 'Read: a.ts' },
       { kind: 'tool', name: 'Read', summary: 'Read: b.ts' },
-      { kind: 'turn', turn: 2, tokens: { input: 30, output: 5, cacheRead: 300, cacheWrite: 5, total: 340 } },
+      { kind: 'turn', turn: 2, tokens: { input: 30, output: 5, cacheRead: 300, cacheWrite: 5, reasoning: 0, total: 340 } },
       { kind: 'tool', name: 'Edit', summary: 'Edit: a.ts' },
     ]);
     const outcome = parser.outcome();
     expect(outcome.turns).toBe(2);
-    expect(outcome.tokens).toEqual({ input: 30, output: 5, cacheRead: 300, cacheWrite: 5, total: 340 });
+    expect(outcome.tokens).toEqual({ input: 30, output: 5, cacheRead: 300, cacheWrite: 5, reasoning: 0, total: 340 });
     expect(outcome.model).toBe('claude-sonnet-4-5');
     expect(outcome.sessionId).toBe('s-1');
   });
@@ -179,7 +179,7 @@ describe('Claude Code stream-json parser: synthetic streams', () => {
       }),
     );
     const outcome = parser.outcome();
-    expect(outcome.tokens).toEqual({ input: 1050, output: 210, cacheRead: 5000, cacheWrite: 300, total: 6560 });
+    expect(outcome.tokens).toEqual({ input: 1050, output: 210, cacheRead: 5000, cacheWrite: 300, reasoning: 0, total: 6560 });
     expect(outcome.costUsd).toBeCloseTo(0.251, 10);
     expect(outcome.turns).toBe(4);
     expect(outcome.resultText).toBe('done');
@@ -189,7 +189,7 @@ describe('Claude Code stream-json parser: synthetic streams', () => {
   it('falls back to result.usage when modelUsage is absent', () => {
     const parser = createClaudeStreamParser();
     parser.push(JSON.stringify({ type: 'result', subtype: 'success', is_error: false, num_turns: 1, total_cost_usd: 0.5, usage: usage(7, 8, 9, 10) }));
-    expect(parser.outcome().tokens).toEqual({ input: 7, output: 8, cacheRead: 9, cacheWrite: 10, total: 34 });
+    expect(parser.outcome().tokens).toEqual({ input: 7, output: 8, cacheRead: 9, cacheWrite: 10, reasoning: 0, total: 34 });
     expect(parser.outcome().costUsd).toBe(0.5);
   });
 

@@ -34,7 +34,7 @@ function makeReport(runId: string, status: RunStatus, overrides: Partial<RunRepo
     headCommit: 'fedcba9876543210fedcba9876543210fedcba98',
     durationMs: 83_000,
     agent: { type: 'claude', version: '2.1.330', model: 'claude-sonnet-4-5', exitCode: 0, sessionId: 's', turns: 3, resultText: 'Done.' },
-    tokens: { input: 1, output: 2, cacheRead: 3, cacheWrite: 4, total: 10 },
+    tokens: { input: 1, output: 2, cacheRead: 3, cacheWrite: 4, reasoning: 0, total: 10 },
     costUsd: 0.0123,
     changes: { filesChanged: 0, linesAdded: 0, linesRemoved: 0, files: [] },
     image: { tag: 'agent-worker:abc', built: false, buildMs: 0 },

@@ -24,7 +24,7 @@ function makeReport(overrides: Partial<RunReport> = {}): RunReport {
       resultText: 'Done.',
       error: null,
     },
-    tokens: { input: 12_345, output: 6_789, cacheRead: 1_234_567, cacheWrite: 45_678, total: 1_299_379 },
+    tokens: { input: 12_345, output: 6_789, cacheRead: 1_234_567, cacheWrite: 45_678, reasoning: 0, total: 1_299_379 },
     costUsd: 0.012345,
     changes: {
       filesChanged: 4,
