@@ -64,16 +64,64 @@ export interface AgentStreamParser {
   outcome(): AgentOutcome;
 }
 
-/** Options passed to a plugin to build the agent's command line. */
+/** The agent's HOME inside the container (the entrypoint's contract): its settings files go there. */
+export const AGENT_HOME = '/home/agent';
+
+/**
+ * Options passed to a plugin to start the agent. Limits and MCP are only set when the plugin says it supports them
+ * ({@link AgentCapabilities}): the core refuses such a flag for an agent that cannot honour it.
+ */
 export interface AgentLaunchOptions {
   model?: string;
   maxTurns?: number;
   /** Spending limit, in US dollars. */
   maxBudgetUsd?: number;
-  /** Text appended to the agent's system prompt. */
+  /**
+   * Instructions for the agent (where its work goes, the user's `--append-system-prompt` and `--persona`): appended
+   * to its system prompt when it can take one, else the core puts them before the task.
+   */
   appendSystemPrompt: string;
-  /** Path, inside the container, of an MCP server configuration file (JSON) for the agent. */
-  mcpConfigFile?: string;
+  /** MCP server configuration (Claude Code's JSON: `{"mcpServers": {…}}`), when the user gave one. */
+  mcpConfigJson?: string;
+}
+
+/** What an agent can be asked beyond the task; a flag for something it cannot do is refused before the run starts. */
+export interface AgentCapabilities {
+  /** Takes text for its system prompt (else the core prepends the instructions to the task). */
+  appendSystemPrompt: boolean;
+  /** `--mcp-config`. */
+  mcp: boolean;
+  /** `--max-turns`. */
+  maxTurns: boolean;
+  /** `--max-budget-usd`. */
+  maxBudgetUsd: boolean;
+  /** `--oauth-token` (a subscription login instead of an API key). */
+  oauthToken: boolean;
+}
+
+/** Where the generic settings are read from for this agent, besides the flags: its own environment variables. */
+export interface AgentSettings {
+  /** Environment variables holding the API key (`--api-key`), first set wins, e.g. `['OPENAI_API_KEY']`. */
+  apiKeyEnv: string[];
+  /** Environment variables holding the OAuth token (`--oauth-token`), when the agent takes one. */
+  oauthTokenEnv?: string[];
+  /** Environment variables holding the base URL (`--base-url`). */
+  baseUrlEnv: string[];
+  /** Environment variables holding the model (`--model`). */
+  modelEnv: string[];
+  /** How `--base-url` looks for this agent, for messages: e.g. `http://HOST:PORT/v1`. */
+  baseUrlForm: string;
+  /** What to do when no credential was given: the variables and flags to set, e.g. `Set OPENAI_API_KEY (or pass --api-key).` */
+  credentialHint: string;
+}
+
+/**
+ * A credential's shape, redacted from the run's logs wherever it appears (any key of that kind, not only the
+ * user's): `prefix` starts it (searched for cheaply first), `pattern` (global) matches it whole.
+ */
+export interface SecretShape {
+  prefix: string;
+  pattern: RegExp;
 }
 
 /** Credentials given to the agent; values are secret and must never be logged. */
@@ -107,19 +155,47 @@ export interface AgentApi {
   credentialRules(real: AgentCredentials, placeholders: AgentCredentials): CredentialRule[];
 }
 
+/**
+ * How an agent's CLI gets into the image (container/Dockerfile): its install script runs as root with
+ * `AGENT_CLI_VERSION` set, after a newer Node is installed when `node` says so. Only the agent a run uses is built;
+ * each image is tagged by the hash of everything that goes into it, and the layers below the agent's are shared.
+ */
+export interface AgentImageLayer {
+  /** The install script, relative to the package's `agents/` folder, e.g. `claude-code/install.sh`. */
+  installScript: string;
+  /** The CLI version it installs (build arg `AGENT_CLI_VERSION`); pinned, so no run updates it. */
+  version: string;
+  /**
+   * The Node version the CLI needs when Debian bookworm's Node 18 will not do (build arg `AGENT_NODE_VERSION`: the
+   * official binary from npm's `node-linux-<arch>`, e.g. `22.23.5`); undefined when Node 18 does or none is needed.
+   */
+  node?: string;
+}
+
 /** An agent plugin. */
 export interface AgentPlugin {
   /** Name used with `--agent-type`. */
   name: string;
   /** The model API it calls; the egress proxy adds the credential to requests bound there. */
   api: AgentApi;
-  /** Dockerfile build args this plugin contributes (e.g. the pinned CLI version); they go into the image hash. */
-  buildArgs: Record<string, string>;
+  /** Its layer of the image: how its CLI is installed, at which version, with which Node. */
+  image: AgentImageLayer;
+  /** Its own environment variables for the generic settings. */
+  settings: AgentSettings;
+  /** What it can be asked beyond the task. */
+  supports: AgentCapabilities;
+  /** Shapes of its credentials, redacted from the logs. */
+  secretShapes: SecretShape[];
   /**
    * The argv that starts the agent inside the container (argv[0] is the program). The task is NOT
    * in argv: it is delivered on the agent's standard input, so any length and any bytes but NUL work.
    */
   argv(options: AgentLaunchOptions): string[];
+  /**
+   * Files the agent needs in its HOME ({@link AGENT_HOME}), by path relative to it, as text (settings, an MCP
+   * configuration). They may hold placeholders, never a real credential.
+   */
+  homeFiles?(options: AgentLaunchOptions): Record<string, string>;
   /**
    * Environment for the agent: secret entries (delivered out of band) and plain ones. It is called with the
    * placeholders and the egress proxy's URL as `baseUrl`: the real credentials never reach the agent.
@@ -127,6 +203,12 @@ export interface AgentPlugin {
   env(credentials: AgentCredentials): { secret: Record<string, string>; plain: Record<string, string> };
   /** A new parser for one run's output stream. */
   createParser(): AgentStreamParser;
+  /**
+   * Completes the parser's outcome with what only the agent's ending tells: its exit code and last stderr lines (the
+   * container's, without the entrypoint's `agent-worker:` lines), e.g. an error reason written only to stderr, or a
+   * limit signalled only by an exit code. Undefined exit code: the agent was killed. Returns the outcome to report.
+   */
+  settle?(outcome: AgentOutcome, ending: { exitCode: number | null; stderrTail: string[] }): AgentOutcome;
 }
 
 /** Makes a {@link TokenUsage} from its parts (already normalised) and fills `total`. `reasoning` is part of `output`. */

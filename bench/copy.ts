@@ -20,7 +20,8 @@ import { ensureImage } from '../src/docker/image.js';
 import { AgentContainer } from '../src/docker/container.js';
 import { createBundle, fetchBundle, openRepo } from '../src/git/repo.js';
 import { claudeCodePlugin } from '../agents/claude-code/index.js';
-import { PACKAGE_ROOT, VERSION } from '../src/version.js';
+import { imageSpecs } from '../src/run.js';
+import { VERSION } from '../src/version.js';
 import { readFileSync, existsSync } from 'node:fs';
 
 const REPO_MB = Number(process.env.BENCH_REPO_MB ?? 200);
@@ -54,12 +55,7 @@ async function main(): Promise<void> {
   const { docker, info } = await connectDocker({ tls: {}, insecure: false, env: process.env, home: os.homedir() });
   const image = await ensureImage(
     docker,
-    {
-      contextDir: path.join(PACKAGE_ROOT, 'container'),
-      buildArgs: { BASE_IMAGE: 'debian:bookworm-slim', ...claudeCodePlugin.buildArgs },
-      caPem: existsSync(caFile) ? readFileSync(caFile, 'utf8') : '',
-      toolVersion: VERSION,
-    },
+    { ...imageSpecs({ caCert: existsSync(caFile) ? { path: caFile, pem: readFileSync(caFile, 'utf8') } : undefined }, claudeCodePlugin, process.env).tool, hashCache: undefined },
     { force: false },
   );
   const scratch = mkdtempSync(path.join(os.tmpdir(), 'aw-bench-copy-'));

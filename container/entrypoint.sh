@@ -10,7 +10,7 @@
 #   env AW_UID, AW_GID    numeric ids the agent runs as (the host user's); 0 is allowed
 #   env AW_ALLOW_HOSTS    space-separated host names / IP addresses the agent may reach (see firewall.sh)
 #   env AW_DEBUG=1        diagnostics on stderr
-#   env TZ and the agent's own environment (ANTHROPIC_BASE_URL, ...) are passed through unchanged
+#   env TZ and the agent's own environment (its base URL, settings, ...) are passed through unchanged
 #   /run/agent-worker/secrets  optional; NUL-separated KEY=value entries (a value may hold any byte but
 #                         NUL). Read into the agent's environment only, and deleted before anything runs.
 #   /run/agent-worker/task     optional; the task text. Deleted, and handed to the agent as its stdin
@@ -32,7 +32,8 @@
 #                         `exit=N` / `duration_ms=N` to /run/agent-worker-verify/verify.result (root's folder:
 #                         neither the agent nor the command can write there). With AW_VERIFY set, this script
 #                         stays PID 1 and supervises in mount mode too.
-#   /run/agent-worker/mcp-config.json  optional; installed as $HOME/.mcp-config.json (the agent's, 0600)
+#   /run/agent-worker/home/    optional; files the agent needs in its HOME (its settings, an MCP configuration):
+#                         the tree is moved into $HOME, owned by the agent, folders 0700 and files 0600
 #   env AW_API_CHECK      optional; "HOST PORT" of the model API (or the egress proxy in front of it): once the
 #                         firewall is up, a TCP connection to it is tried every 50 ms and must succeed within 10 s,
 #                         or the agent is not started (exit 69)
@@ -64,7 +65,7 @@ readonly WORKSPACE=/workspace
 readonly OUT_DIR=/run/agent-worker-out
 readonly COLLECT=/usr/local/bin/agent-worker-collect
 readonly VERIFY_DIR=/run/agent-worker-verify
-readonly MCP_FILE="$RUN_DIR/mcp-config.json"
+readonly HOME_FILES="$RUN_DIR/home"
 readonly MODE=${AW_WORKSPACE:-mount}
 
 # Run by bash -c as the agent, right before its exec: a fixed script, its inputs are AW_UID/AW_GID in
@@ -238,21 +239,22 @@ if ! getent passwd "$AW_UID" >/dev/null; then
     >>/etc/passwd || die 71 "cannot add user $AW_UID to /etc/passwd"
 fi
 # chmod while root still owns it (chmod of another user's file would need CAP_FOWNER), then chown
-# (CAP_CHOWN). Not recursive: the image ships it empty and every container starts from the image.
+# (CAP_CHOWN). The image ships it empty and every container starts from the image, so the recursive chown only
+# meets the agent's files installed here.
 mkdir -p -- "$AGENT_HOME" || die 71 "cannot create $AGENT_HOME"
 chmod 0700 -- "$AGENT_HOME" || die 71 "cannot chmod $AGENT_HOME"
-chown -- "$AW_UID:$AW_GID" "$AGENT_HOME" || die 71 "cannot chown $AGENT_HOME to $AW_UID:$AW_GID"
-if [[ -e $MCP_FILE ]]; then
-  install -m 0600 -o "$AW_UID" -g "$AW_GID" -- "$MCP_FILE" "$AGENT_HOME/.mcp-config.json" &&
-    rm -f -- "$MCP_FILE" || die 71 "cannot install the MCP configuration in $AGENT_HOME"
+if [[ -d $HOME_FILES ]]; then
+  # Root-owned and root-only as handed in (the archive API); copied while root still owns both folders.
+  {
+    find "$HOME_FILES" -type d -exec chmod 0700 {} + &&
+      find "$HOME_FILES" -type f -exec chmod 0600 {} + &&
+      cp -a -- "$HOME_FILES/." "$AGENT_HOME/" &&
+      rm -rf -- "$HOME_FILES"
+  } || die 71 "cannot install the agent's files in $AGENT_HOME"
 fi
+chown -R -- "$AW_UID:$AW_GID" "$AGENT_HOME" || die 71 "cannot chown $AGENT_HOME to $AW_UID:$AW_GID"
 export HOME=$AGENT_HOME
 export SHELL=${SHELL:-/bin/bash}
-if ((AW_UID == 0)); then
-  # Claude Code refuses --dangerously-skip-permissions as root unless told it is sandboxed. uid 0 here
-  # holds no capabilities at all (see below).
-  export IS_SANDBOX=1
-fi
 debug "agent runs as $AW_UID:$AW_GID with HOME=$HOME: $*"
 
 # --- 4. become the agent ----------------------------------------------------------------------------------

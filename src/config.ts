@@ -9,7 +9,8 @@ import path from 'node:path';
 import { isIP } from 'node:net';
 import { parse as parseDotenv } from 'dotenv';
 import { ConfigError } from './errors.js';
-import { agentTypes } from '../agents/index.js';
+import { agentTypes, getAgentPlugin } from '../agents/index.js';
+import type { AgentCapabilities } from '../agents/types.js';
 
 /** Flag values as commander hands them over: strings, booleans, string lists; undefined when not given. */
 export interface RawFlags {
@@ -139,6 +140,14 @@ export interface SettingSpec {
   group: (typeof SETTING_GROUPS)[number];
 }
 
+/** The capability each agent-specific flag needs (agents/types.ts AgentCapabilities). */
+const flagCapability: Record<string, keyof AgentCapabilities> = {
+  '--mcp-config': 'mcp',
+  '--max-turns': 'maxTurns',
+  '--max-budget-usd': 'maxBudgetUsd',
+  '--oauth-token': 'oauthToken',
+};
+
 /** Where each setting is read from: flag name, environment variable, default. Drives `--help` and the README table. */
 export const SETTINGS = {
   task: { group: 'Task', flag: '--task <text>', env: 'AGENT_TASK', help: 'the task for the agent (required, or --task-file)', default: undefined },
@@ -222,6 +231,9 @@ export async function loadConfig(flags: RawFlags, context: ConfigContext): Promi
   /** flag > environment > .env; empty strings count as unset. */
   const pick = (flag: string | undefined, name: string): string | undefined =>
     flag ?? nonEmpty(env[name]) ?? nonEmpty(fileValues[name]);
+  /** The flag, else the first of the agent's own variables that is set (environment before the .env file). */
+  const pickAny = (flag: string | undefined, names: readonly string[]): string | undefined =>
+    flag ?? names.map((name) => nonEmpty(env[name])).find(Boolean) ?? names.map((name) => nonEmpty(fileValues[name])).find(Boolean);
   const pickBool = (flag: boolean | undefined, name: string, flagName: string): boolean => {
     if (flag !== undefined) return flag;
     const raw = nonEmpty(env[name]) ?? nonEmpty(fileValues[name]);
@@ -255,11 +267,14 @@ export async function loadConfig(flags: RawFlags, context: ConfigContext): Promi
   }
 
   const agentType = pick(flags.agentType, 'AGENT_TYPE') ?? 'claude';
-  if (!agentTypes.includes(agentType)) {
+  const plugin = getAgentPlugin(agentType);
+  if (!plugin) {
     problems.push(`--agent-type: unknown agent ${JSON.stringify(agentType)}; known: ${agentTypes.join(', ')}.`);
   }
+  // The generic settings come from the flags, else from the agent's own variables (Claude Code's for an unknown one).
+  const agentSettings = (plugin ?? getAgentPlugin('claude')!).settings;
 
-  const baseUrl = pick(flags.baseUrl, 'ANTHROPIC_BASE_URL');
+  const baseUrl = pickAny(flags.baseUrl, agentSettings.baseUrlEnv);
   if (baseUrl !== undefined) {
     const problem = checkHttpUrl(baseUrl);
     if (problem) problems.push(`--base-url: ${JSON.stringify(baseUrl)} ${problem}`);
@@ -413,13 +428,24 @@ export async function loadConfig(flags: RawFlags, context: ConfigContext): Promi
     flags.debug ??
     (debugEnv !== undefined && (TRUE_WORDS.has(debugEnv.toLowerCase()) || debugEnv.includes('agent-worker') || debugEnv === '*'));
 
+  // A flag the agent cannot honour is refused, never dropped.
+  if (plugin) {
+    const cannot = (flag: string, given: boolean, supported: boolean): void => {
+      if (given && !supported) problems.push(`${flag}: the ${plugin.name} agent does not support it; run without it, or with an agent that does (--agent-type ${agentTypes.filter((name) => name !== plugin.name && (getAgentPlugin(name)?.supports[flagCapability[flag]!] ?? false)).join('|') || 'claude'}).`);
+    };
+    cannot('--mcp-config', mcpConfig !== undefined, plugin.supports.mcp);
+    cannot('--max-turns', maxTurns !== undefined, plugin.supports.maxTurns);
+    cannot('--max-budget-usd', maxBudgetUsd !== undefined, plugin.supports.maxBudgetUsd);
+    cannot('--oauth-token', pickAny(flags.oauthToken, agentSettings.oauthTokenEnv ?? []) !== undefined, plugin.supports.oauthToken);
+  }
+
   const config: RunConfig = {
     project,
     branch: pick(flags.branch, 'AGENT_BRANCH'),
     task,
     agentType,
-    apiKey: pick(flags.apiKey, 'ANTHROPIC_API_KEY'),
-    oauthToken: pick(flags.oauthToken, 'CLAUDE_CODE_OAUTH_TOKEN'),
+    apiKey: pickAny(flags.apiKey, agentSettings.apiKeyEnv),
+    oauthToken: pickAny(flags.oauthToken, agentSettings.oauthTokenEnv ?? []),
     baseUrl,
     timezone,
     timeoutSeconds,
@@ -427,7 +453,7 @@ export async function loadConfig(flags: RawFlags, context: ConfigContext): Promi
     forceRebuild: pickBool(flags.forceRebuild, 'FORCE_REBUILD', '--force-rebuild'),
     debug,
     json: pickBool(flags.json, 'AGENT_WORKER_JSON', '--json'),
-    model: pick(flags.model, 'ANTHROPIC_MODEL'),
+    model: pickAny(flags.model, agentSettings.modelEnv),
     maxTurns,
     caCert,
     allowHosts,

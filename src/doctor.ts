@@ -77,15 +77,14 @@ export async function runDoctor(load: () => Promise<RunConfig>, context: { env: 
     fail({ id: 'repository', detail: errorMessage(error), fix: error instanceof AgentWorkerError ? error.hint : undefined }, error instanceof AgentWorkerError ? error.exitCode : ExitCode.notARepo);
   }
 
-  const source = (flagValue: string | undefined, envName: string): string => (context.env[envName] ? `$${envName}` : flagValue ? 'a flag or the .env file' : '');
-  if (config.apiKey) checks.push({ id: 'credentials', status: 'ok', detail: `API key present (from ${source(config.apiKey, 'ANTHROPIC_API_KEY')}; not shown)` });
-  else if (config.oauthToken) checks.push({ id: 'credentials', status: 'ok', detail: `OAuth token present (from ${source(config.oauthToken, 'CLAUDE_CODE_OAUTH_TOKEN')}; not shown)` });
-  else {
-    fail(
-      { id: 'credentials', detail: 'no API key and no OAuth token', fix: 'Set ANTHROPIC_API_KEY (or --api-key), or CLAUDE_CODE_OAUTH_TOKEN for a Claude subscription (`claude setup-token`); a .env file in the project works too.' },
-      ExitCode.credentials,
-    );
-  }
+  const settings = getAgentPlugin(config.agentType)!.settings;
+  const source = (flagValue: string | undefined, envNames: readonly string[]): string => {
+    const envName = envNames.find((name) => context.env[name]);
+    return envName ? `$${envName}` : flagValue ? 'a flag or the .env file' : '';
+  };
+  if (config.apiKey) checks.push({ id: 'credentials', status: 'ok', detail: `API key present (from ${source(config.apiKey, settings.apiKeyEnv)}; not shown)` });
+  else if (config.oauthToken) checks.push({ id: 'credentials', status: 'ok', detail: `OAuth token present (from ${source(config.oauthToken, settings.oauthTokenEnv ?? [])}; not shown)` });
+  else fail({ id: 'credentials', detail: settings.oauthTokenEnv ? 'no API key and no OAuth token' : 'no API key', fix: settings.credentialHint }, ExitCode.credentials);
 
   if (config.caCert) {
     const count = config.caCert.pem.split('-----BEGIN CERTIFICATE-----').length - 1;

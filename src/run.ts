@@ -9,12 +9,13 @@ import { randomBytes } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
 import os from 'node:os';
 import path from 'node:path';
+import { readFileSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, open, readFile, rm, stat } from 'node:fs/promises';
 import createDebug from 'debug';
 import type { RunConfig, WorkspaceMode } from './config.js';
 import { AgentWorkerError, DockerError, ExitCode, ImageBuildError, PreflightError, errorMessage, interruptExitCode } from './errors.js';
 import { getAgentPlugin } from '../agents/index.js';
-import type { AgentEvent, AgentOutcome, AgentPlugin } from '../agents/types.js';
+import type { AgentEvent, AgentLaunchOptions, AgentOutcome, AgentPlugin } from '../agents/types.js';
 import {
   abandonBranch,
   assertClean,
@@ -38,7 +39,7 @@ import { ensureImage, PROJECT_BASE_ARG, PROJECT_IMAGE_REPOSITORY, type EnsuredIm
 import { EgressPath, EgressProxyLostError, PROXY_ALIAS, PROXY_PORT, type EgressSpec } from './docker/egress.js';
 import { hostAllowed, UNRESOLVED, type UpstreamCheck } from './proxy/egress-proxy.js';
 import { EGRESS_LOG, EgressAudit } from './report/egress-audit.js';
-import { AgentContainer, agentProcessMark, API_UNREACHABLE_EXIT_CODE, DaemonLostError, FIREWALL_EXIT_CODE, MCP_CONFIG_PATH, removeTimeoutMs, type ContainerExit, type WorkspaceSpec } from './docker/container.js';
+import { AgentContainer, agentProcessMark, API_UNREACHABLE_EXIT_CODE, DaemonLostError, FIREWALL_EXIT_CODE, removeTimeoutMs, type ContainerExit, type WorkspaceSpec } from './docker/container.js';
 import { ByteLineSplitter, LineSplitter } from './stream/lines.js';
 import { defuseGitEntries, snapshotGitEntries, type GitEntry } from './git/guard.js';
 import { credentialWarning, quarantineSecretFiles, scrubCommits, secretPatterns, type ScrubResult } from './git/secret-scan.js';
@@ -60,7 +61,7 @@ const LOST_DAEMON_REMOVE_MS = 10_000;
 /** How long the agent's entrypoint waits for the egress proxy's name to resolve (its container starting), in seconds. */
 const PROXY_WAIT_SECONDS = 10;
 /** How many lines of the container's stderr are kept for error messages. */
-const STDERR_TAIL_LINES = 20;
+const STDERR_TAIL_LINES = 60;
 
 /** Surroundings of a run, injected so the pipeline is testable. */
 export interface RunContext {
@@ -180,9 +181,9 @@ export async function preflight(config: RunConfig, context: RunContext): Promise
     if (!plugin) throw new PreflightError(`Unknown agent ${config.agentType}.`, ExitCode.usage, 'Use --agent-type claude.');
     if (!config.apiKey && !config.oauthToken) {
       throw new PreflightError(
-        'No credentials: neither an API key nor an OAuth token was given.',
+        plugin.supports.oauthToken ? 'No credentials: neither an API key nor an OAuth token was given.' : 'No credentials: no API key was given.',
         ExitCode.credentials,
-        'Set ANTHROPIC_API_KEY (or pass --api-key), or for a Claude subscription set CLAUDE_CODE_OAUTH_TOKEN (--oauth-token; create one with `claude setup-token`). A .env file in the project works too.',
+        plugin.settings.credentialHint,
       );
     }
     throwIfAborted(context.signal);
@@ -245,7 +246,7 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
   let scratch: string;
   try {
     throwIfAborted(context.signal);
-    runLog = await RunLog.open(runsRoot(context.env), runId, credentialValues(config));
+    runLog = await RunLog.open(runsRoot(context.env), runId, credentialValues(config), plugin.secretShapes);
     runLog.note(`run ${runId}: agent-worker ${VERSION}, project ${repo.root}, branch ${branch}, daemon ${docker.info.endpoint}, workspace ${workspace}`);
     [scratch] = await Promise.all([
       mkdtemp(path.join(os.tmpdir(), `agent-worker-${runId}-`)),
@@ -353,6 +354,13 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
     const plainEnv: Record<string, string> = { ...agentEnv.plain, ...proxyEnv() };
     if (config.caCert) plainEnv.NODE_EXTRA_CA_CERTS = '/etc/ssl/certs/ca-certificates.crt';
     if (config.debug) plainEnv.AW_DEBUG = '1';
+    const launch: AgentLaunchOptions = {
+      model: config.model,
+      maxTurns: config.maxTurns,
+      maxBudgetUsd: config.maxBudgetUsd,
+      appendSystemPrompt: [systemPromptAddition(branch, workspace), config.appendSystemPrompt].filter(Boolean).join('\n\n'),
+      mcpConfigJson: config.mcpConfig?.json,
+    };
     await sweeping;
     container = await AgentContainer.create(docker.docker, {
       image: image.tag,
@@ -362,18 +370,12 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
       project: repo.root,
       uid: context.uid,
       gid: context.gid,
-      command: plugin.argv({
-        model: config.model,
-        maxTurns: config.maxTurns,
-        maxBudgetUsd: config.maxBudgetUsd,
-        appendSystemPrompt: [systemPromptAddition(branch, workspace), config.appendSystemPrompt].filter(Boolean).join('\n\n'),
-        mcpConfigFile: config.mcpConfig ? MCP_CONFIG_PATH : undefined,
-      }),
+      command: plugin.argv(launch),
       env: plainEnv,
       secrets: agentEnv.secret,
-      task: config.task,
+      task: taskFor(plugin, launch, config.task),
       verify: config.verify,
-      mcpConfigJson: config.mcpConfig?.json,
+      homeFiles: plugin.homeFiles?.(launch),
       // Behind its firewall the agent reaches the proxy and nothing else; the proxy must answer before it starts.
       allowHosts: [PROXY_ALIAS],
       resolveWaitSeconds: PROXY_WAIT_SECONDS,
@@ -497,18 +499,48 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
   }
 }
 
+/**
+ * The text the agent gets on its standard input: the task, after the instructions when the agent cannot take them
+ * in its system prompt.
+ */
+export function taskFor(plugin: AgentPlugin, launch: AgentLaunchOptions, task: string): string {
+  if (plugin.supports.appendSystemPrompt || launch.appendSystemPrompt === '') return task;
+  return `${launch.appendSystemPrompt}\n\n---\n\n${task}`;
+}
+
 /** Lines of the --verify command's output kept in the report. */
 const VERIFY_TAIL_LINES = 20;
 
+/** Name of the agent plugin's install script in the tool image's build context (container/Dockerfile runs it). */
+export const AGENT_INSTALL_FILE = 'agent-install.sh';
+
 /**
- * The images a run uses: the tool's (from `container/`), and, with a project Dockerfile, the project's
+ * The text of `plugin`'s install script (AgentImageLayer.installScript, under the package's `agents/`).
+ * @throws AgentWorkerError (exit {@link ExitCode.internal}) when the package lacks it.
+ */
+function agentInstallScript(plugin: AgentPlugin): string {
+  const file = path.join(PACKAGE_ROOT, 'agents', plugin.image.installScript);
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new AgentWorkerError(`The ${plugin.name} agent's install script ${file} cannot be read (${errorMessage(error)}).`, ExitCode.internal, 'Reinstall agent-worker.', { cause: error });
+  }
+}
+
+/**
+ * The images a run uses: the tool's (from `container/`, with the agent plugin's install script), and, with a project Dockerfile, the project's
  * (its folder is the build context; built FROM the tool's image, passed as build arg AGENT_WORKER_IMAGE).
  */
 export function imageSpecs(config: Pick<RunConfig, 'caCert' | 'dockerfile'>, plugin: AgentPlugin, env: NodeJS.ProcessEnv): { tool: ImageSpec; project?: (toolTag: string) => ImageSpec } {
   const hashCache = path.join(stateRoot(env), 'image-hash-cache.json');
   const tool: ImageSpec = {
     contextDir: path.join(PACKAGE_ROOT, 'container'),
-    buildArgs: { BASE_IMAGE: env.AGENT_WORKER_BASE_IMAGE || DEFAULT_BASE_IMAGE, ...plugin.buildArgs },
+    buildArgs: {
+      BASE_IMAGE: env.AGENT_WORKER_BASE_IMAGE || DEFAULT_BASE_IMAGE,
+      AGENT_CLI_VERSION: plugin.image.version,
+      AGENT_NODE_VERSION: plugin.image.node ?? '',
+    },
+    extraFiles: { [AGENT_INSTALL_FILE]: agentInstallScript(plugin) },
     caPem: config.caCert?.pem ?? '',
     toolVersion: VERSION,
     hashCache,
@@ -768,7 +800,10 @@ export async function runAgent(
   // The agent's process ends with the container unless the entrypoint supervised it (then it says when).
   const ended = marks.ended ?? exit.finishedAt;
   const agentWallMs = marks.started !== undefined && ended !== undefined && ended >= marks.started ? Math.round(ended - marks.started) : null;
-  return { exit, outcome: parser.outcome(), stderrTail, agentWallMs };
+  const parsed = parser.outcome();
+  const agentStderr = stderrTail.filter((line) => !line.startsWith('agent-worker: '));
+  const outcome = plugin.settle?.(parsed, { exitCode: exit.exitCode, stderrTail: agentStderr }) ?? parsed;
+  return { exit, outcome, stderrTail, agentWallMs };
 }
 
 /** Reads the changes base..head into the report. */

@@ -5,11 +5,12 @@
  */
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
+import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pack as tarPack } from 'tar-stream';
 import type Docker from 'dockerode';
 import createDebug from 'debug';
-import { DockerError, ExitCode, errorMessage } from '../errors.js';
+import { AgentWorkerError, DockerError, ExitCode, errorMessage } from '../errors.js';
 import { TimeoutError, withTimeout } from './client.js';
 import { extractSafely } from './archive.js';
 import { FrameDemuxer } from './demux.js';
@@ -33,8 +34,6 @@ export const API_UNREACHABLE_EXIT_CODE = 69;
 export const COPY_OUT_DIR = '/run/agent-worker-out';
 /** Root's folder where the entrypoint leaves the --verify command's `verify.log` and `verify.result`. */
 export const VERIFY_OUT_DIR = '/run/agent-worker-verify';
-/** Where the agent's MCP configuration is installed (the agent's HOME is /home/agent). */
-export const MCP_CONFIG_PATH = '/home/agent/.mcp-config.json';
 /** Exit code of the entrypoint when, in copy mode, the agent ran but collecting its work failed. */
 export const COLLECT_FAILED_EXIT_CODE = 75;
 /**
@@ -95,8 +94,11 @@ export interface AgentContainerSpec {
   task: string;
   /** Command run in the container after the agent ends (env AW_VERIFY of the entrypoint). */
   verify?: string;
-  /** MCP configuration (JSON text), installed at {@link MCP_CONFIG_PATH}. */
-  mcpConfigJson?: string;
+  /**
+   * Files the agent needs in its HOME (`AGENT_HOME` of agents/types.ts), by path relative to it (`a/b.json`), as
+   * text: its settings, an MCP configuration. Handed in root-only; the entrypoint gives them to the agent (0600).
+   */
+  homeFiles?: Record<string, string>;
   /** Host names / IPs the firewall lets the agent reach. */
   allowHosts: string[];
   /**
@@ -443,8 +445,8 @@ export class AgentContainer {
 }
 
 /**
- * A tar for {@link HANDOFF_DIR}: `secrets` (NUL-separated KEY=value), `task` and `mcp-config.json`
- * (when given), all root-only, and in
+ * A tar for {@link HANDOFF_DIR}: `secrets` (NUL-separated KEY=value), `task` and the agent's files under
+ * `home/`, all root-only, and in
  * copy mode `commit-message` and `repo.bundle` (streamed from disk, never held in memory).
  */
 async function handoffArchive(spec: AgentContainerSpec): Promise<Readable> {
@@ -454,8 +456,12 @@ async function handoffArchive(spec: AgentContainerSpec): Promise<Readable> {
     .join('');
   tarball.entry({ name: 'secrets', mode: 0o400, uid: 0, gid: 0 }, Buffer.from(secrets, 'utf8'));
   tarball.entry({ name: 'task', mode: 0o400, uid: 0, gid: 0 }, Buffer.from(spec.task, 'utf8'));
-  if (spec.mcpConfigJson !== undefined) {
-    tarball.entry({ name: 'mcp-config.json', mode: 0o400, uid: 0, gid: 0 }, Buffer.from(spec.mcpConfigJson, 'utf8'));
+  for (const [file, content] of Object.entries(spec.homeFiles ?? {})) {
+    const name = path.posix.normalize(`home/${file}`);
+    if (!name.startsWith('home/') || name === 'home/' || path.posix.isAbsolute(file)) {
+      throw new AgentWorkerError(`The agent's file ${file} is not a path inside its HOME.`, ExitCode.internal);
+    }
+    tarball.entry({ name, mode: 0o400, uid: 0, gid: 0 }, Buffer.from(content, 'utf8'));
   }
   const workspace = spec.workspace;
   if (workspace.mode === 'copy') {

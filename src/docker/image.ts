@@ -39,6 +39,11 @@ export interface ImageSpec {
    * undefined = the context goes as it is (project images).
    */
   caPem?: string;
+  /**
+   * Files added to the context by name (a context file of the same name is replaced), contents as text, mode 0644:
+   * e.g. the agent plugin's install script as `agent-install.sh`. Part of the hash.
+   */
+  extraFiles?: Record<string, string>;
   /** agent-worker's version, recorded as a label (not part of the hash). */
   toolVersion: string;
   /** Repository part of the tag; default {@link IMAGE_REPOSITORY}. */
@@ -150,9 +155,14 @@ export async function imageContentHash(spec: ImageSpec): Promise<string> {
   if (changed && spec.hashCache) await saveHashCache(spec.hashCache, spec.contextDir, cache).catch((error: unknown) => log('hash cache: %s', errorMessage(error)));
   const hash = createHash('sha256');
   hash.update('agent-worker-image-v2\0');
+  const extra = spec.extraFiles ?? {};
   for (const file of files) {
     if (spec.caPem !== undefined && file.name === CONTEXT_CA_FILE) continue;
+    if (Object.hasOwn(extra, file.name)) continue;
     hash.update(`${file.name}\0${file.executable ? 'x' : '-'}\0${file.sha256}\0`);
+  }
+  for (const name of Object.keys(extra).sort()) {
+    hash.update(`extra\0${name}\0${createHash('sha256').update(extra[name]!).digest('hex')}\0`);
   }
   const args = Object.keys(spec.buildArgs).sort().map((key) => [key, spec.buildArgs[key]]);
   hash.update(`dockerfile\0${spec.dockerfile ?? 'Dockerfile'}\0args\0${JSON.stringify(args)}\0`);
@@ -263,17 +273,18 @@ async function buildImage(
   contentHash: string,
   options: { force: boolean; onProgress?: BuildProgress; signal?: AbortSignal },
 ): Promise<void> {
-  const caPem = spec.caPem;
+  // The CA (when given) and the extra files are added to the folder's files, replacing any of the same name.
+  const added: Record<string, string> = { ...(spec.caPem === undefined ? {} : { [CONTEXT_CA_FILE]: spec.caPem }), ...spec.extraFiles };
   // Loaded here: a run whose image is cached never needs it.
   const { pack } = await import('tar-fs');
   const context =
-    caPem === undefined
+    Object.keys(added).length === 0
       ? pack(spec.contextDir)
       : pack(spec.contextDir, {
-          ignore: (name) => path.basename(name) === CONTEXT_CA_FILE,
+          ignore: (name) => Object.hasOwn(added, path.relative(spec.contextDir, name)),
           finalize: false,
           finish: (tarball) => {
-            tarball.entry({ name: CONTEXT_CA_FILE, mode: 0o644 }, caPem);
+            for (const [name, content] of Object.entries(added)) tarball.entry({ name, mode: 0o644 }, content);
             tarball.finalize();
           },
         });

@@ -14,6 +14,7 @@ import { closeSync, createWriteStream, openSync, writevSync, type WriteStream } 
 import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import type { SecretShape } from '../../agents/types.js';
 import type { RunReport } from './types.js';
 
 /** Root of all run folders for an environment. */
@@ -22,28 +23,31 @@ export function runsRoot(env: NodeJS.ProcessEnv): string {
   return path.join(state, 'agent-worker', 'runs');
 }
 
-/** Replaces every occurrence of the given secret values (and anything shaped like an Anthropic key) with `[REDACTED]`. */
-export function makeRedactor(secrets: string[]): (text: string) => string {
+/**
+ * Replaces every occurrence of the given secret values, and of anything of the agent's credential shapes (its
+ * plugin's `secretShapes`, e.g. any `sk-ant-…` key), with `[REDACTED]`.
+ */
+export function makeRedactor(secrets: string[], shapes: readonly SecretShape[]): (text: string) => string {
   const values = secrets.filter((value) => value.length >= 8);
-  const keyShape = /sk-ant-[A-Za-z0-9_-]{8,}/g;
   return (text) => {
     let out = text;
     for (const value of values) if (out.includes(value)) out = out.split(value).join('[REDACTED]');
-    return out.replace(keyShape, '[REDACTED]');
+    for (const shape of shapes) if (out.includes(shape.prefix)) out = out.replace(shape.pattern, '[REDACTED]');
+    return out;
   };
 }
 
 /**
  * {@link makeRedactor} for bytes: returns `bytes` itself (no copy) when redacting their UTF-8 text would
  * change nothing, else the UTF-8 bytes of the redacted text. The text is only decoded when a cheap byte
- * search finds a secret value or `sk-ant-`, or when the bytes are not valid UTF-8 (decoding replaces
+ * search finds a secret value or a shape's prefix, or when the bytes are not valid UTF-8 (decoding replaces
  * those with U+FFFD, as writing the decoded text always did).
  */
-export function makeByteRedactor(secrets: string[]): (bytes: Buffer) => Buffer {
-  const redact = makeRedactor(secrets);
-  // Every change the text redactor makes starts at a secret value or at `sk-ant-` (its replacement,
+export function makeByteRedactor(secrets: string[], shapes: readonly SecretShape[]): (bytes: Buffer) => Buffer {
+  const redact = makeRedactor(secrets, shapes);
+  // Every change the text redactor makes starts at a secret value or at a shape's prefix (its replacement,
   // `[REDACTED]`, cannot complete either), and valid UTF-8 holds a string's bytes where the text holds it.
-  const needles = [...secrets.filter((value) => value.length >= 8), 'sk-ant-'].map((value) => Buffer.from(value, 'utf8'));
+  const needles = [...secrets.filter((value) => value.length >= 8), ...shapes.map((shape) => shape.prefix)].map((value) => Buffer.from(value, 'utf8'));
   return (bytes) => {
     if (isUtf8(bytes) && !needles.some((needle) => bytes.includes(needle))) return bytes;
     return Buffer.from(redact(bytes.toString('utf8')), 'utf8');
@@ -131,10 +135,10 @@ export class RunLog {
   }
 
   /** Creates `<root>/<runId>/` (mode 0700) and opens its files. */
-  static async open(root: string, runId: string, secrets: string[]): Promise<RunLog> {
+  static async open(root: string, runId: string, secrets: string[], shapes: readonly SecretShape[] = []): Promise<RunLog> {
     const dir = path.join(root, runId);
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    return new RunLog(dir, makeRedactor(secrets), makeByteRedactor(secrets));
+    return new RunLog(dir, makeRedactor(secrets, shapes), makeByteRedactor(secrets, shapes));
   }
 
   /**

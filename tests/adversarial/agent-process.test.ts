@@ -10,11 +10,11 @@ import { docker, dockerAvailable, managedContainers, TEST_CA_CERT } from '../hel
 import { makeRepo, removeDir, tempDir } from '../helpers/git.js';
 import { ensureImage } from '../../src/docker/image.js';
 import { AgentContainer } from '../../src/docker/container.js';
-import { runAgent } from '../../src/run.js';
+import { imageSpecs, runAgent } from '../../src/run.js';
 import { RunLog } from '../../src/report/run-log.js';
 import { silentProgress } from '../../src/ui/progress.js';
 import { claudeCodePlugin } from '../../agents/claude-code/index.js';
-import { PACKAGE_ROOT, VERSION } from '../../src/version.js';
+import { VERSION } from '../../src/version.js';
 
 const hasDocker = await dockerAvailable();
 const cleanup: string[] = [];
@@ -25,12 +25,7 @@ beforeAll(async () => {
   image = (
     await ensureImage(
       docker,
-      {
-        contextDir: path.join(PACKAGE_ROOT, 'container'),
-        buildArgs: { BASE_IMAGE: 'debian:bookworm-slim', ...claudeCodePlugin.buildArgs },
-        caPem: readFileSync(TEST_CA_CERT, 'utf8'),
-        toolVersion: VERSION,
-      },
+      { ...imageSpecs({ caCert: { path: TEST_CA_CERT, pem: readFileSync(TEST_CA_CERT, 'utf8') } }, claudeCodePlugin, {}).tool, hashCache: undefined },
       { force: false },
     )
   ).tag;

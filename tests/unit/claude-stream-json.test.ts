@@ -379,7 +379,7 @@ describe('claudeCodePlugin', () => {
     expect(agentTypes).toEqual(['claude']);
     expect(getAgentPlugin('claude')).toBe(claudeCodePlugin);
     expect(getAgentPlugin('codex')).toBeUndefined();
-    expect(claudeCodePlugin.buildArgs).toEqual({ CLAUDE_CODE_VERSION: '2.1.330' });
+    expect(claudeCodePlugin.image).toEqual({ installScript: 'claude-code/install.sh', version: '2.1.330' });
     expect(CLAUDE_CODE_VERSION).toBe('2.1.330');
   });
 
@@ -398,11 +398,11 @@ describe('claudeCodePlugin', () => {
   it('splits credentials into secret and plain environment', () => {
     expect(claudeCodePlugin.env({ apiKey: 'sk-1', oauthToken: 'oat-1', baseUrl: 'http://proxy:8080' })).toEqual({
       secret: { ANTHROPIC_API_KEY: 'sk-1', CLAUDE_CODE_OAUTH_TOKEN: 'oat-1' },
-      plain: { ANTHROPIC_BASE_URL: 'http://proxy:8080', CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1', DISABLE_AUTOUPDATER: '1' },
+      plain: { ANTHROPIC_BASE_URL: 'http://proxy:8080', CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1', DISABLE_AUTOUPDATER: '1', IS_SANDBOX: '1' },
     });
     expect(claudeCodePlugin.env({ oauthToken: 'oat-1' })).toEqual({
       secret: { CLAUDE_CODE_OAUTH_TOKEN: 'oat-1' },
-      plain: { CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1', DISABLE_AUTOUPDATER: '1' },
+      plain: { CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1', DISABLE_AUTOUPDATER: '1', IS_SANDBOX: '1' },
     });
   });
 

@@ -1,3 +1,4 @@
+import { claudeCodePlugin } from '../../agents/claude-code/index.js';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -59,7 +60,7 @@ describe('LineSplitter', () => {
 
 describe('makeRedactor', () => {
   it('replaces the secret values and anything shaped like an Anthropic key', () => {
-    const redact = makeRedactor(['oauth-token-value-123', 'short']);
+    const redact = makeRedactor(['oauth-token-value-123', 'short'], claudeCodePlugin.secretShapes);
     expect(redact('token=oauth-token-value-123 and sk-ant-api03-abcdefghijkl and short')).toBe('token=[REDACTED] and [REDACTED] and short');
   });
 });
@@ -166,8 +167,8 @@ describe('LineSplitter with a reused read buffer', () => {
 
 describe('makeByteRedactor', () => {
   const secrets = ['oauth-token-value-123', 'short', 'sëcret-välue-ü'];
-  const redact = makeRedactor(secrets);
-  const redactBytes = makeByteRedactor(secrets);
+  const redact = makeRedactor(secrets, claudeCodePlugin.secretShapes);
+  const redactBytes = makeByteRedactor(secrets, claudeCodePlugin.secretShapes);
 
   it('returns the bytes themselves when there is nothing to redact', () => {
     const clean = Buffer.from('{"type":"assistant","text":"short sk-ant oauth-token näïve"}');
@@ -207,7 +208,7 @@ describe('RunLog.agentLine', () => {
     const root = mkdtempSync(path.join(os.tmpdir(), 'aw-runlog-'));
     try {
       const secrets = ['oauth-token-value-123'];
-      const runLog = await RunLog.open(root, 'run', secrets);
+      const runLog = await RunLog.open(root, 'run', secrets, claudeCodePlugin.secretShapes);
       const lines = [
         Buffer.from('{"type":"assistant","text":"plain"}'),
         Buffer.from(''),
@@ -218,7 +219,7 @@ describe('RunLog.agentLine', () => {
       for (const line of lines) runLog.agentLine(line);
       runLog.agentLine('text sk-ant-api03-abcdefghijkl');
       await runLog.close();
-      const redact = makeRedactor(secrets);
+      const redact = makeRedactor(secrets, claudeCodePlugin.secretShapes);
       const expected = [...lines.map((l) => l.toString('utf8')), 'text sk-ant-api03-abcdefghijkl'].map((l) => `${redact(l)}\n`).join('');
       expect(readFileSync(path.join(root, 'run', 'agent.stream.jsonl')).equals(Buffer.from(expected))).toBe(true);
     } finally {
