@@ -3,8 +3,9 @@
  */
 import type { AgentPlugin } from './types.js';
 import { claudeCodePlugin } from './claude-code/index.js';
+import { codexPlugin } from './codex/index.js';
 
-const plugins: readonly AgentPlugin[] = [claudeCodePlugin];
+const plugins: readonly AgentPlugin[] = [claudeCodePlugin, codexPlugin];
 
 /** Names accepted by `--agent-type`, in registration order. */
 export const agentTypes: string[] = plugins.map((p) => p.name);

@@ -56,6 +56,13 @@ export interface AgentOutcome {
   fromResult: boolean;
 }
 
+/** What the agent's ending tells besides its output stream: see {@link AgentPlugin.settle}. */
+export interface AgentEnding {
+  exitCode: number | null;
+  stderrTail: string[];
+  files: Record<string, string>;
+}
+
 /** Reads one agent's output stream, one line at a time. */
 export interface AgentStreamParser {
   /** Feeds one line (without its newline). Returns the events it produced (possibly none). Never throws on bad input. */
@@ -72,6 +79,11 @@ export const AGENT_HOME = '/home/agent';
  * ({@link AgentCapabilities}): the core refuses such a flag for an agent that cannot honour it.
  */
 export interface AgentLaunchOptions {
+  /**
+   * The base URL the agent must send its model API requests to: the egress proxy's (`http://agent-worker-proxy:8080`),
+   * which forwards a request for `<this>/<path>` to `<--base-url, else AgentApi.defaultBaseUrl>/<path>`.
+   */
+  apiBaseUrl: string;
   model?: string;
   maxTurns?: number;
   /** Spending limit, in US dollars. */
@@ -204,11 +216,18 @@ export interface AgentPlugin {
   /** A new parser for one run's output stream. */
   createParser(): AgentStreamParser;
   /**
+   * Files the agent writes that the core reads back once it has ended (absolute container paths, e.g. a usage
+   * report the CLI writes instead of printing it); given to {@link AgentPlugin.settle}. At most 1 MiB each.
+   */
+  outputFiles?: string[];
+  /**
    * Completes the parser's outcome with what only the agent's ending tells: its exit code and last stderr lines (the
    * container's, without the entrypoint's `agent-worker:` lines), e.g. an error reason written only to stderr, or a
-   * limit signalled only by an exit code. Undefined exit code: the agent was killed. Returns the outcome to report.
+   * limit signalled only by an exit code, and the {@link AgentPlugin.outputFiles} it wrote (by path, as text; absent
+   * when it wrote none). A null exit code: the agent was killed. Returns the outcome to report; never throws (the
+   * files are the agent's, so hostile input).
    */
-  settle?(outcome: AgentOutcome, ending: { exitCode: number | null; stderrTail: string[] }): AgentOutcome;
+  settle?(outcome: AgentOutcome, ending: AgentEnding): AgentOutcome;
 }
 
 /** Makes a {@link TokenUsage} from its parts (already normalised) and fills `total`. `reasoning` is part of `output`. */

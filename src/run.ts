@@ -355,6 +355,7 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
     if (config.caCert) plainEnv.NODE_EXTRA_CA_CERTS = '/etc/ssl/certs/ca-certificates.crt';
     if (config.debug) plainEnv.AW_DEBUG = '1';
     const launch: AgentLaunchOptions = {
+      apiBaseUrl: EgressPath.proxyUrl,
       model: config.model,
       maxTurns: config.maxTurns,
       maxBudgetUsd: config.maxBudgetUsd,
@@ -411,7 +412,12 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
         running.requestStop('interrupted');
       },
     );
-    const { exit, outcome, stderrTail, agentWallMs } = await runAgent(container, plugin, runLog, config, context);
+    const ran = await runAgent(container, plugin, runLog, config, context);
+    const { exit, stderrTail, agentWallMs } = ran;
+    const outcome = await settleOutcome(plugin, container, ran, scratch).catch((error: unknown) => {
+      runLog.note(`reading the agent's ending failed: ${errorMessage(error)}`);
+      return ran.outcome;
+    });
     agentRunning = false;
     if (egressProblem && agentWallMs === null) {
       agentStarted = false;
@@ -800,10 +806,28 @@ export async function runAgent(
   // The agent's process ends with the container unless the entrypoint supervised it (then it says when).
   const ended = marks.ended ?? exit.finishedAt;
   const agentWallMs = marks.started !== undefined && ended !== undefined && ended >= marks.started ? Math.round(ended - marks.started) : null;
-  const parsed = parser.outcome();
-  const agentStderr = stderrTail.filter((line) => !line.startsWith('agent-worker: '));
-  const outcome = plugin.settle?.(parsed, { exitCode: exit.exitCode, stderrTail: agentStderr }) ?? parsed;
-  return { exit, outcome, stderrTail, agentWallMs };
+  return { exit, outcome: parser.outcome(), stderrTail, agentWallMs };
+}
+
+/** Most bytes of each of the agent's output files read back (AgentPlugin.outputFiles). */
+const AGENT_FILE_MAX_BYTES = 1024 ** 2;
+
+/**
+ * The agent's outcome as its plugin completes it from its exit code, its own stderr lines and the output files it
+ * names (fetched from the stopped container): AgentPlugin.settle. The parser's outcome when the plugin has no
+ * `settle`.
+ */
+async function settleOutcome(plugin: AgentPlugin, container: AgentContainer, ran: { exit: ContainerExit; outcome: AgentOutcome; stderrTail: string[] }, scratch: string): Promise<AgentOutcome> {
+  if (!plugin.settle) return ran.outcome;
+  const files: Record<string, string> = {};
+  for (const [index, file] of (plugin.outputFiles ?? []).entries()) {
+    const dir = path.join(scratch, `agent-file-${index}`);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const written = await container.fetchAgentFile(file, dir, AGENT_FILE_MAX_BYTES);
+    if (written.includes(path.posix.basename(file))) files[file] = await readFile(path.join(dir, path.posix.basename(file)), 'utf8');
+  }
+  const stderrTail = ran.stderrTail.filter((line) => !line.startsWith('agent-worker: '));
+  return plugin.settle(ran.outcome, { exitCode: ran.exit.exitCode, stderrTail, files });
 }
 
 /** Reads the changes base..head into the report. */

@@ -395,6 +395,21 @@ export class AgentContainer {
     }
   }
 
+  /**
+   * Fetches one file the agent wrote (e.g. a usage report at a path its plugin names) from the stopped container
+   * into `destDir`, extracted safely: the agent chose what is there, so links out, `..` and anything above
+   * `maxBytes` are refused. Nothing when it does not exist.
+   * @returns the relative paths written (the file's base name, when it was a regular file).
+   */
+  async fetchAgentFile(containerPath: string, destDir: string, maxBytes: number): Promise<string[]> {
+    try {
+      return await this.fetchFolder(containerPath, destDir, maxBytes);
+    } catch (error) {
+      if ((error as { statusCode?: number }).statusCode === 404) return [];
+      throw error;
+    }
+  }
+
   private async fetchFolder(containerPath: string, destDir: string, maxBytes: number): Promise<string[]> {
     const archive = (await this.container.getArchive({ path: containerPath })) as unknown as Readable;
     return extractSafely(archive, destDir, { maxBytes, maxEntries: 10 });

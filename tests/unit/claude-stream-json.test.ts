@@ -385,14 +385,21 @@ describe('claudeCodePlugin', () => {
 
   it('builds argv without the task', () => {
     const base = ['claude', '-p', '--output-format', 'stream-json', '--verbose', '--dangerously-skip-permissions', '--append-system-prompt', 'be brief'];
-    expect(claudeCodePlugin.argv({ appendSystemPrompt: 'be brief' })).toEqual(base);
-    expect(claudeCodePlugin.argv({ appendSystemPrompt: 'be brief', model: 'claude-opus-4-1', maxTurns: 30 })).toEqual([
+    expect(claudeCodePlugin.argv({ apiBaseUrl: 'http://proxy:8080', appendSystemPrompt: 'be brief' })).toEqual(base);
+    expect(claudeCodePlugin.argv({ apiBaseUrl: 'http://proxy:8080', appendSystemPrompt: 'be brief', model: 'claude-opus-4-1', maxTurns: 30 })).toEqual([
       ...base,
       '--model',
       'claude-opus-4-1',
       '--max-turns',
       '30',
     ]);
+  });
+
+  it('hands an MCP configuration in as a file in its HOME and points --mcp-config at it', () => {
+    const launch = { apiBaseUrl: 'http://proxy:8080', appendSystemPrompt: 'x', mcpConfigJson: '{"mcpServers":{}}' };
+    expect(claudeCodePlugin.argv(launch).slice(-2)).toEqual(['--mcp-config', '/home/agent/.mcp-config.json']);
+    expect(claudeCodePlugin.homeFiles?.(launch)).toEqual({ '.mcp-config.json': '{"mcpServers":{}}' });
+    expect(claudeCodePlugin.homeFiles?.({ apiBaseUrl: 'http://proxy:8080', appendSystemPrompt: 'x' })).toEqual({});
   });
 
   it('splits credentials into secret and plain environment', () => {
