@@ -50,6 +50,8 @@ export interface AgentOutcome {
    */
   limitReached?: 'max_turns' | 'max_budget';
   tokens: TokenUsage;
+  /** True when the agent does not report tokens at all (`tokens` is then all zeros and means nothing). */
+  tokensUnknown?: boolean;
   /** Cost in US dollars, as the agent computed it; undefined when it never said. */
   costUsd?: number;
   /** True when the figures come from a final result message, false when estimated from partial output. */
@@ -95,6 +97,8 @@ export interface AgentLaunchOptions {
   appendSystemPrompt: string;
   /** MCP server configuration (Claude Code's JSON: `{"mcpServers": {…}}`), when the user gave one. */
   mcpConfigJson?: string;
+  /** `--agent-command` as argv (the `exec` agent: the user's own CLI). */
+  agentCommand?: string[];
 }
 
 /** What an agent can be asked beyond the task; a flag for something it cannot do is refused before the run starts. */
@@ -123,6 +127,8 @@ export interface AgentSettings {
   modelEnv: string[];
   /** How `--base-url` looks for this agent, for messages: e.g. `http://HOST:PORT/v1`. */
   baseUrlForm: string;
+  /** True when the agent may run without any credential (`exec`: the user's CLI may need none). */
+  credentialsOptional?: boolean;
   /** What to do when no credential was given: the variables and flags to set, e.g. `Set OPENAI_API_KEY (or pass --api-key).` */
   credentialHint: string;
 }
@@ -158,8 +164,11 @@ export interface CredentialRule {
 
 /** The model API an agent calls, as the egress proxy needs to know it. */
 export interface AgentApi {
-  /** The API's base URL when no `--base-url` is given, e.g. `https://api.anthropic.com`. */
-  defaultBaseUrl: string;
+  /**
+   * The API's base URL when no `--base-url` is given, e.g. `https://api.anthropic.com`. Undefined for an agent with no
+   * API of its own (`exec`): without `--base-url` its proxy then has no model API route, only the allowlist.
+   */
+  defaultBaseUrl?: string;
   /**
    * For the credentials the user gave (real values) and the placeholders the agent gets instead (same fields), how
    * the agent sends each: the proxy replaces exactly the placeholder, nothing else.

@@ -11,6 +11,7 @@ import { parse as parseDotenv } from 'dotenv';
 import { ConfigError } from './errors.js';
 import { agentTypes, getAgentPlugin } from '../agents/index.js';
 import type { AgentCapabilities } from '../agents/types.js';
+import { parse as parseShellWords } from 'shell-quote';
 
 /** Flag values as commander hands them over: strings, booleans, string lists; undefined when not given. */
 export interface RawFlags {
@@ -49,8 +50,24 @@ export interface RawFlags {
   persona?: string;
   mcpConfig?: string;
   maxBudgetUsd?: string;
+  prices?: string;
+  agentCommand?: string;
   quiet?: boolean;
 }
+
+/**
+ * Prices of a model's tokens, in US dollars per million tokens of each kind: `input` (not from the cache), `output`
+ * (reasoning included), and `cacheRead` / `cacheWrite` (the input price when absent).
+ */
+export interface ModelPrices {
+  input: number;
+  output: number;
+  cacheRead?: number;
+  cacheWrite?: number;
+}
+
+/** A `--prices` table: the prices of each model, by the model name the agent reports (or `--model`). */
+export type PriceTable = Record<string, ModelPrices>;
 
 /** How the workspace reaches the container: bind mount, or copied in (and the commits bundled out). */
 export type WorkspaceMode = 'mount' | 'copy';
@@ -113,6 +130,10 @@ export interface RunConfig {
   persona?: string;
   /** MCP server configuration for the agent: the file's path and its JSON text. */
   mcpConfig?: { path: string; json: string; urlHosts: string[] };
+  /** The --prices table: prices a run's tokens when the agent reports no cost. */
+  prices?: PriceTable;
+  /** --agent-command as argv (the exec agent only). */
+  agentCommand?: string[];
   /** Spending limit handed to the agent, in US dollars. */
   maxBudgetUsd?: number;
   /** No progress on stderr (the report and errors still print). */
@@ -161,6 +182,8 @@ export const SETTINGS = {
   maxBudgetUsd: { group: 'Agent', flag: '--max-budget-usd <dollars>', env: 'AGENT_MAX_BUDGET_USD', help: 'stop the agent once it has spent this much (status budget_exceeded)', default: 'unlimited' },
   appendSystemPrompt: { group: 'Agent', flag: '--append-system-prompt <text>', env: 'AGENT_APPEND_SYSTEM_PROMPT', help: 'text appended to the agent\'s system prompt', default: undefined },
   persona: { group: 'Agent', flag: '--persona <file>', env: 'AGENT_PERSONA', help: 'markdown file (role, rules, style) appended to the system prompt', default: undefined },
+  agentCommand: { group: 'Agent', flag: '--agent-command <command>', env: 'AGENT_COMMAND', help: 'the command line of your own agent CLI, for --agent-type exec (split like a shell would, never run by one)', default: undefined },
+  prices: { group: 'Agent', flag: '--prices <file>', env: 'AGENT_WORKER_PRICES', help: 'JSON prices per model (USD per million input, output, cacheRead, cacheWrite tokens) for agents that report no cost', default: undefined },
   mcpConfig: { group: 'Agent', flag: '--mcp-config <file>', env: 'AGENT_MCP_CONFIG', help: 'MCP servers for the agent (Claude Code JSON); allow their hosts with --allow-host', default: undefined },
   apiKey: { group: 'Credentials', flag: '--api-key <key>', env: 'ANTHROPIC_API_KEY', help: 'Anthropic API key', default: undefined },
   oauthToken: { group: 'Credentials', flag: '--oauth-token <token>', env: 'CLAUDE_CODE_OAUTH_TOKEN', help: 'Claude subscription OAuth token (instead of an API key)', default: undefined },
@@ -398,6 +421,17 @@ export async function loadConfig(flags: RawFlags, context: ConfigContext): Promi
     }
   }
   const appendSystemPrompt = promptParts.length > 0 ? promptParts.join('\n\n') : undefined;
+
+  const pricesRaw = pick(flags.prices, 'AGENT_WORKER_PRICES');
+  let prices: PriceTable | undefined;
+  if (pricesRaw !== undefined) {
+    const file = path.resolve(context.cwd, pricesRaw);
+    try {
+      prices = parsePriceTable(await readFile(file, 'utf8'), (problem) => problems.push(`--prices: ${file}: ${problem}`));
+    } catch (error) {
+      problems.push(cannotRead('--prices', file, error));
+    }
+  }
   if (appendSystemPrompt?.includes('\0')) problems.push('--append-system-prompt/--persona: the text contains a NUL byte; remove it.');
 
   const mcpRaw = pick(flags.mcpConfig, 'AGENT_MCP_CONFIG');
@@ -427,6 +461,16 @@ export async function loadConfig(flags: RawFlags, context: ConfigContext): Promi
   const debug =
     flags.debug ??
     (debugEnv !== undefined && (TRUE_WORDS.has(debugEnv.toLowerCase()) || debugEnv.includes('agent-worker') || debugEnv === '*'));
+
+  const agentCommandRaw = pick(flags.agentCommand, 'AGENT_COMMAND');
+  let agentCommand: string[] | undefined;
+  if (agentCommandRaw !== undefined && plugin && plugin.name !== 'exec') {
+    problems.push(`--agent-command: only --agent-type exec runs a command of yours; the ${plugin.name} agent runs its own CLI.`);
+  } else if (agentCommandRaw !== undefined) {
+    agentCommand = parseAgentCommand(agentCommandRaw, (problem) => problems.push(`--agent-command: ${problem}`));
+  } else if (plugin?.name === 'exec') {
+    problems.push('--agent-command: --agent-type exec needs the command line of your agent, e.g. --agent-command "my-agent --yes" (installed by --dockerfile, or a script in the repository).');
+  }
 
   // A flag the agent cannot honour is refused, never dropped.
   if (plugin) {
@@ -471,6 +515,8 @@ export async function loadConfig(flags: RawFlags, context: ConfigContext): Promi
     appendSystemPrompt,
     persona,
     mcpConfig,
+    prices,
+    agentCommand,
     maxBudgetUsd,
     quiet: pickBool(flags.quiet, 'AGENT_WORKER_QUIET', '--quiet'),
   };
@@ -616,4 +662,80 @@ function isValidTimeZone(zone: string): boolean {
 function isHostName(host: string): boolean {
   if (isIP(host)) return true;
   return host.length <= 253 && /^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?)(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?)*\.?$/i.test(host);
+}
+
+/**
+ * Reads a `--prices` file: JSON `{"<model>": {"input": 1.25, "output": 10, "cacheRead": 0.125, "cacheWrite": 0}}`,
+ * US dollars per million tokens, each a number ≥ 0 (`cacheRead`/`cacheWrite` optional). Each problem goes to
+ * `problem`; the table is undefined when there was any.
+ */
+export function parsePriceTable(text: string, problem: (text: string) => void): PriceTable | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    problem(`is not JSON (${error instanceof Error ? error.message : String(error)}).`);
+    return undefined;
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    problem('must be a JSON object of models, e.g. {"gpt-5": {"input": 1.25, "output": 10}}.');
+    return undefined;
+  }
+  const table: PriceTable = {};
+  let ok = true;
+  for (const [model, value] of Object.entries(parsed as Record<string, unknown>)) {
+    const entry = typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+    const price = (key: string, required: boolean): number | undefined => {
+      const amount = entry?.[key];
+      if (amount === undefined && !required) return undefined;
+      if (typeof amount !== 'number' || !Number.isFinite(amount) || amount < 0) {
+        problem(`${JSON.stringify(model)}.${key} must be a number of US dollars per million tokens, 0 or more.`);
+        ok = false;
+        return undefined;
+      }
+      return amount;
+    };
+    if (!entry) {
+      problem(`${JSON.stringify(model)} must be an object with "input" and "output" prices.`);
+      ok = false;
+      continue;
+    }
+    const unknown = Object.keys(entry).filter((key) => !['input', 'output', 'cacheRead', 'cacheWrite'].includes(key));
+    if (unknown.length > 0) {
+      problem(`${JSON.stringify(model)} has unknown field(s) ${unknown.join(', ')} (known: input, output, cacheRead, cacheWrite).`);
+      ok = false;
+    }
+    const input = price('input', true);
+    const output = price('output', true);
+    const cacheRead = price('cacheRead', false);
+    const cacheWrite = price('cacheWrite', false);
+    if (input !== undefined && output !== undefined) table[model] = { input, output, ...(cacheRead === undefined ? {} : { cacheRead }), ...(cacheWrite === undefined ? {} : { cacheWrite }) };
+  }
+  return ok ? table : undefined;
+}
+
+/**
+ * Splits `--agent-command` into argv like a POSIX shell would (quotes, backslashes), without running a shell:
+ * `$VAR` stays literal, and shell operators (`|`, `&&`, `>`, `;` …) and comments are refused, with the fix (a script,
+ * or `bash -c '…'`). Each problem goes to `problem`; undefined when there was any.
+ */
+export function parseAgentCommand(text: string, problem: (text: string) => void): string[] | undefined {
+  const parts = parseShellWords(text, (name) => `$${name}`);
+  const argv: string[] = [];
+  for (const part of parts) {
+    if (typeof part === 'string') argv.push(part);
+    else {
+      problem(`${JSON.stringify(text)} holds shell syntax (${'op' in part ? part.op : 'comment' in part ? '#' : 'a pattern'}), which is not run by a shell; put it in a script, or use bash -c '…'.`);
+      return undefined;
+    }
+  }
+  if (argv.length === 0 || argv[0] === '') {
+    problem('the command is empty.');
+    return undefined;
+  }
+  if (argv.some((arg) => arg.includes('\0'))) {
+    problem('the command contains a NUL byte.');
+    return undefined;
+  }
+  return argv;
 }

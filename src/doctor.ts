@@ -84,6 +84,7 @@ export async function runDoctor(load: () => Promise<RunConfig>, context: { env: 
   };
   if (config.apiKey) checks.push({ id: 'credentials', status: 'ok', detail: `API key present (from ${source(config.apiKey, settings.apiKeyEnv)}; not shown)` });
   else if (config.oauthToken) checks.push({ id: 'credentials', status: 'ok', detail: `OAuth token present (from ${source(config.oauthToken, settings.oauthTokenEnv ?? [])}; not shown)` });
+  else if (settings.credentialsOptional) checks.push({ id: 'credentials', status: 'skip', detail: `no API key (the ${config.agentType} agent may need none)` });
   else fail({ id: 'credentials', detail: settings.oauthTokenEnv ? 'no API key and no OAuth token' : 'no API key', fix: settings.credentialHint }, ExitCode.credentials);
 
   if (config.caCert) {
@@ -125,7 +126,9 @@ export async function runDoctor(load: () => Promise<RunConfig>, context: { env: 
   }
 
   const baseUrl = config.baseUrl ?? plugin.api.defaultBaseUrl;
-  if (!docker || !cached) {
+  if (baseUrl === undefined) {
+    checks.push({ id: 'api', status: 'skip', detail: `the ${plugin.name} agent has no model API of its own and no --base-url was given` });
+  } else if (!docker || !cached) {
     checks.push({ id: 'api', status: 'skip', detail: `${baseUrl}: not checked from a container (${docker ? 'the image is not built yet' : 'no Docker daemon'})` });
   } else {
     const probe = await probeApi(docker, runTag, baseUrl, plugin, config, context).catch((error: unknown) => ({ ok: false, text: errorMessage(error) }));

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { readFileSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, open, readFile, rm, stat } from 'node:fs/promises';
 import createDebug from 'debug';
-import type { RunConfig, WorkspaceMode } from './config.js';
+import type { PriceTable, RunConfig, WorkspaceMode } from './config.js';
 import { AgentWorkerError, DockerError, ExitCode, ImageBuildError, PreflightError, errorMessage, interruptExitCode } from './errors.js';
 import { getAgentPlugin } from '../agents/index.js';
 import type { AgentEvent, AgentLaunchOptions, AgentOutcome, AgentPlugin } from '../agents/types.js';
@@ -179,7 +179,7 @@ export async function preflight(config: RunConfig, context: RunContext): Promise
     if (newBranch.status === 'rejected') throw newBranch.reason;
     const plugin = getAgentPlugin(config.agentType);
     if (!plugin) throw new PreflightError(`Unknown agent ${config.agentType}.`, ExitCode.usage, 'Use --agent-type claude.');
-    if (!config.apiKey && !config.oauthToken) {
+    if (!config.apiKey && !config.oauthToken && !plugin.settings.credentialsOptional) {
       throw new PreflightError(
         plugin.supports.oauthToken ? 'No credentials: neither an API key nor an OAuth token was given.' : 'No credentials: no API key was given.',
         ExitCode.credentials,
@@ -239,7 +239,9 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
   const head = repo.head;
   const base = busy?.baseCommit ?? head.commit;
   // The agent gets placeholders and the egress proxy as its API; only the proxy holds the real credentials.
-  const agentEnv = plugin.env({ ...placeholdersFor(config), baseUrl: EgressPath.proxyUrl });
+  // Without a model API (the exec agent without --base-url) the proxy only tunnels to allowed hosts.
+  const modelApi = config.baseUrl ?? plugin.api.defaultBaseUrl;
+  const agentEnv = plugin.env({ ...placeholdersFor(config), baseUrl: modelApi === undefined ? undefined : EgressPath.proxyUrl });
   // What no file on the branch may hold: each credential, as it is and encoded.
   const credentialPatterns = secretPatterns(credentialValues(config));
   let runLog: RunLog;
@@ -339,7 +341,7 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
     throwIfAborted(context.signal);
 
     context.progress.phase(workspace === 'copy' ? 'Starting the container (copying the repository in)' : 'Starting the container');
-    const apiUrl = new URL(config.baseUrl ?? plugin.api.defaultBaseUrl);
+    const apiUrl = modelApi === undefined ? undefined : new URL(modelApi);
     const blockedMcp = config.mcpConfig?.urlHosts.filter((host) => !hostAllowed(host, config.allowHosts)) ?? [];
     if (blockedMcp.length > 0) {
       warn(`the egress proxy refuses the MCP server host(s) ${blockedMcp.join(', ')} from --mcp-config; allow them with ${blockedMcp.map((host) => `--allow-host ${host}`).join(' ')}`);
@@ -361,6 +363,7 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
       maxBudgetUsd: config.maxBudgetUsd,
       appendSystemPrompt: [systemPromptAddition(branch, workspace), config.appendSystemPrompt].filter(Boolean).join('\n\n'),
       mcpConfigJson: config.mcpConfig?.json,
+      agentCommand: config.agentCommand,
     };
     await sweeping;
     container = await AgentContainer.create(docker.docker, {
@@ -403,7 +406,7 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
     let egressProblem: unknown;
     void egressReady.then(
       (checks) => {
-        egressProblem = upstreamFailure(checks, apiUrl, config.baseUrl);
+        egressProblem = apiUrl && upstreamFailure(checks, apiUrl, config.baseUrl);
         if (egressProblem) running.requestStop('interrupted');
         else runLog.note(`egress proxy ready (network ${egress?.networkName})`);
       },
@@ -876,14 +879,27 @@ async function buildReport(input: {
       error: input.agentError ?? null,
     },
     egress: input.egress,
-    tokens: outcome.tokens,
-    costUsd: outcome.costUsd ?? null,
+    tokens: outcome.tokensUnknown ? null : outcome.tokens,
+    ...runCost(outcome, outcome.model ?? input.config.model, input.config.prices),
     changes,
     image: input.image,
     warnings: input.warnings,
     verify: input.verify,
     logDir: input.logDir,
   };
+}
+
+/**
+ * The run's cost and where it comes from: the agent's own figure when it reported one, else its tokens priced by the
+ * `--prices` table for its model (USD per million tokens of each kind), else none.
+ */
+export function runCost(outcome: AgentOutcome, model: string | undefined, prices: PriceTable | undefined): { costUsd: number | null; costSource: 'agent' | 'prices' | null } {
+  if (outcome.costUsd !== undefined) return { costUsd: outcome.costUsd, costSource: 'agent' };
+  const price = model === undefined || outcome.tokensUnknown ? undefined : prices?.[model];
+  if (!price) return { costUsd: null, costSource: null };
+  const { input, output, cacheRead, cacheWrite } = outcome.tokens;
+  const usd = (input * price.input + output * price.output + cacheRead * (price.cacheRead ?? price.input) + cacheWrite * (price.cacheWrite ?? price.input)) / 1_000_000;
+  return { costUsd: Math.round(usd * 1e6) / 1e6, costSource: 'prices' };
 }
 
 /** The commit message: the task's first line (cut at 72 characters), then the run's facts. */
@@ -1007,11 +1023,12 @@ export function egressSpec(
   run: { image: string; runId: string; project: string; onAudit: EgressSpec['onAudit'] },
 ): EgressSpec {
   const real = { apiKey: config.apiKey, oauthToken: config.oauthToken };
+  const upstream = config.baseUrl ?? plugin.api.defaultBaseUrl;
   return {
     ...run,
     toolVersion: VERSION,
     proxy: {
-      routes: [{ prefix: '/', upstream: config.baseUrl ?? plugin.api.defaultBaseUrl, credentials: plugin.api.credentialRules(real, placeholdersFor(config)) }],
+      routes: upstream === undefined ? [] : [{ prefix: '/', upstream, credentials: plugin.api.credentialRules(real, placeholdersFor(config)) }],
       allowHosts: config.allowHosts,
       caPem: config.caCert?.pem,
       blockedHint: 'allow it with --allow-host HOST',

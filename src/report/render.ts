@@ -61,12 +61,16 @@ export function renderReportTable(report: RunReport, options: RenderTableOptions
     [label('agent exit code'), agent.exitCode === null ? `${dash} (killed)` : String(agent.exitCode)],
     [label('agent'), printable(agentText)],
     [label('model'), agent.model === null ? dash : printable(agent.model)],
-    [label('input tokens'), formatCount(tokens.input)],
-    [label('output tokens'), formatCount(tokens.output)],
-    [label('cache read tokens'), formatCount(tokens.cacheRead)],
-    [label('cache write tokens'), formatCount(tokens.cacheWrite)],
-    [label('total tokens'), formatCount(tokens.total)],
-    [label('cost'), formatCost(report.costUsd)],
+    ...(tokens === null
+      ? [[label('tokens'), `${dash} (the agent does not report them)`]]
+      : [
+          [label('input tokens'), formatCount(tokens.input)],
+          [label('output tokens'), tokens.reasoning ? `${formatCount(tokens.output)} (${formatCount(tokens.reasoning)} reasoning)` : formatCount(tokens.output)],
+          [label('cache read tokens'), formatCount(tokens.cacheRead)],
+          [label('cache write tokens'), formatCount(tokens.cacheWrite)],
+          [label('total tokens'), formatCount(tokens.total)],
+        ]),
+    [label('cost'), report.costSource === 'prices' ? `${formatCost(report.costUsd)} (from --prices)` : formatCost(report.costUsd)],
     [label('turns'), formatCount(agent.turns)],
     [label('lines added'), c.green(`+${formatCount(changes.linesAdded)}`)],
     [label('lines removed'), c.red(`\u2212${formatCount(changes.linesRemoved)}`)],

@@ -90,9 +90,19 @@ export interface RunReport {
      */
     error?: string | null;
   };
-  tokens: TokenUsage;
-  /** In US dollars; null when the agent never reported a cost. */
+  /**
+   * Tokens of every model call, with one meaning for every agent (agents/types.ts TokenUsage): `input` excludes cache
+   * reads, `output` includes `reasoning`. Null when the agent does not report them (`--agent-type exec`). `reasoning`
+   * is missing from reports of earlier versions.
+   */
+  tokens: TokenUsage | null;
+  /** In US dollars; null when neither the agent nor a `--prices` table gave one. */
   costUsd: number | null;
+  /**
+   * Where `costUsd` comes from: `agent` (the agent computed it: Claude Code, OpenCode), `prices` (the tokens times the
+   * `--prices` table's prices for the model), null (no cost). Missing from reports of earlier versions.
+   */
+  costSource?: 'agent' | 'prices' | null;
   changes: ChangeSummary;
   /**
    * The image the agent ran in: its tag, whether this run built it (false: reused from cache), the time

@@ -622,15 +622,15 @@ describe.runIf(hasDocker)('adversarial: faults of the daemon, the machine and th
           expect(report.branch).toBe(branch);
           expect(report.status).toBe('success');
           expect(report.changes.files).toEqual([{ path: file, status: 'added', added, removed: 0, binary: false }]);
-          expect(report.tokens.input).toBe(fixture.served.input);
-          expect(report.tokens.output).toBe(fixture.served.output);
+          expect(report.tokens!.input).toBe(fixture.served.input);
+          expect(report.tokens!.output).toBe(fixture.served.output);
           expect(report.headCommit).toBe(git(repo, 'rev-parse', branch).trim());
           expect(git(repo, 'status', '--porcelain', '--untracked-files=all')).toBe('');
         };
         expectOwn(reportA, fixtureA, a.repo, 'f28-a', 'alpha.txt', 1);
         expectOwn(reportB, fixtureB, b.repo, 'f28-b', 'beta.txt', 2);
-        expect(reportA.tokens.input).toBeGreaterThanOrEqual(1111);
-        expect(reportB.tokens.input).toBeGreaterThanOrEqual(2222);
+        expect(reportA.tokens!.input).toBeGreaterThanOrEqual(1111);
+        expect(reportB.tokens!.input).toBeGreaterThanOrEqual(2222);
         expect(reportA.runId).not.toBe(reportB.runId);
         expect(await managedContainers(reportA.runId)).toEqual([]);
         expect(await managedContainers(reportB.runId)).toEqual([]);
@@ -651,7 +651,7 @@ describe.runIf(hasDocker)('adversarial: faults of the daemon, the machine and th
       expect(report.headCommit).toBe(git(repo, 'rev-parse', branch).trim());
       expect(git(repo, 'diff', '--name-only', base, branch).trim()).toBe(file);
       expect(report.changes.files).toEqual([{ path: file, status: 'added', added: 1, removed: 0, binary: false }]);
-      expect(report.tokens.input).toBe(fixture.served.input);
+      expect(report.tokens!.input).toBe(fixture.served.input);
       expect(await managedContainers(report.runId)).toEqual([]);
     }
     expect(git(repo, 'status', '--porcelain', '--untracked-files=all')).toBe('');

@@ -77,7 +77,7 @@ describe.runIf(hasDocker)('agent-worker end to end (real Claude Code, scripted A
 
       // Tokens equal what the fixture served (all requests, side calls included).
       expect(report.tokens).toEqual(servedTokens(fixture));
-      expect(report.tokens.input).toBeGreaterThanOrEqual(1200 + 1400 + 1600 + 1800);
+      expect(report.tokens!.input).toBeGreaterThanOrEqual(1200 + 1400 + 1600 + 1800);
       expect(report.costUsd).toBeGreaterThan(0);
       expect(report.agent.turns).toBeGreaterThanOrEqual(5);
 
@@ -147,7 +147,7 @@ describe.runIf(hasDocker)('agent-worker end to end (real Claude Code, scripted A
       expect(report.changes.files).toEqual([{ path: 'partial.txt', status: 'added', added: 1, removed: 0, binary: false }]);
       expect(report.baseCommit).toBe(base);
       // Tokens from the assistant messages seen (no result line arrived).
-      expect(report.tokens.input).toBeGreaterThanOrEqual(500);
+      expect(report.tokens!.input).toBeGreaterThanOrEqual(500);
       expect(git(repo, 'status', '--porcelain', '--untracked-files=all')).toBe('');
       expect(await managedContainers(report.runId)).toEqual([]);
       // e. A second run builds nothing.
@@ -213,8 +213,8 @@ describe.runIf(hasDocker)('agent-worker end to end (real Claude Code, scripted A
       const stats = numstat(repo, base, report.headCommit);
       expect(stats).toEqual({ 'gone.txt': [0, 1], 'lib/a.txt': [2, 1], 'lib/b.txt': [1, 0] });
       expect(report.changes).toMatchObject({ filesChanged: 3, linesAdded: 3, linesRemoved: 2 });
-      expect(report.tokens.input).toBe(fixture.served.input);
-      expect(report.tokens.output).toBe(fixture.served.output);
+      expect(report.tokens!.input).toBe(fixture.served.input);
+      expect(report.tokens!.output).toBe(fixture.served.output);
       expect(fixture.toolResults()[0]?.content).toContain('2');
       expect(git(repo, 'status', '--porcelain', '--untracked-files=all')).toBe('');
       expect(await managedContainers(report.runId)).toEqual([]);

@@ -376,9 +376,9 @@ describe('summarizeToolUse', () => {
 
 describe('claudeCodePlugin', () => {
   it('is registered as claude', () => {
-    expect(agentTypes).toEqual(['claude']);
+    expect(agentTypes[0]).toBe('claude');
     expect(getAgentPlugin('claude')).toBe(claudeCodePlugin);
-    expect(getAgentPlugin('codex')).toBeUndefined();
+    expect(getAgentPlugin('Claude')).toBeUndefined();
     expect(claudeCodePlugin.image).toEqual({ installScript: 'claude-code/install.sh', version: '2.1.330' });
     expect(CLAUDE_CODE_VERSION).toBe('2.1.330');
   });
