@@ -442,7 +442,8 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
       agentStarted = false;
       throw setupFailure;
     }
-    const agentReason = agentFailureReason(exit, outcome, stderrTail);
+    const refusal = agentSucceeded(exit, outcome) ? undefined : audit.credentialRefusal();
+    const agentReason = agentFailureReason(exit, outcome, stderrTail) ?? (refusal === undefined ? undefined : `the model API refused the credential (HTTP ${refusal})`);
     if (agentSucceeded(exit, outcome)) context.progress.succeed(`Agent ${describeExit(exit)}`);
     else context.progress.fail(`Agent ${describeExit(exit)}${agentReason ? `: ${agentReason}` : ''}`);
 
@@ -453,7 +454,7 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
       else context.progress.log(`Verify: \`${config.verify}\` ${verify.exitCode === 0 ? 'passed' : `failed (exit ${verify.exitCode})`} in ${(verify.durationMs / 1000).toFixed(1)} s`);
     }
     context.progress.phase('Collecting changes');
-    let status = runStatus(exit, outcome, config.verify === undefined ? undefined : verify);
+    let status = runStatus(exit, outcome, config.verify === undefined ? undefined : verify, audit.credentialRefusal());
     // Mount mode needs nothing more from the container: it is removed while the work is committed.
     // Removal is cleanup after the work is safe: a slow daemon is a warning, never the run's outcome.
     const removing = workspace === 'mount' ? container.removeAfterWork(removeMs) : undefined;
@@ -913,13 +914,13 @@ export function commitMessage(task: string, runId: string, status: RunStatus): s
  * How the run ended. `verify` is undefined without --verify, null when the command did not run; a
  * run that would be a success is `verify_failed` unless the command ran and exited 0.
  */
-function runStatus(exit: ContainerExit, outcome: AgentOutcome, verify?: VerifyResult | null): RunStatus {
+export function runStatus(exit: ContainerExit, outcome: AgentOutcome, verify?: VerifyResult | null, credentialRefusal?: number): RunStatus {
   if (exit.oomKilled) return 'out_of_memory';
   if (exit.reason === 'timed_out') return 'timed_out';
   if (exit.reason === 'interrupted') return 'interrupted';
   if (outcome.limitReached === 'max_turns') return 'max_turns';
   if (outcome.limitReached === 'max_budget') return 'budget_exceeded';
-  if (!agentSucceeded(exit, outcome)) return 'agent_error';
+  if (!agentSucceeded(exit, outcome)) return credentialRefusal === undefined ? 'agent_error' : 'auth_failed';
   if (verify !== undefined && verify?.exitCode !== 0) return 'verify_failed';
   return 'success';
 }
@@ -1076,6 +1077,8 @@ export function exitCodeFor(status: RunStatus, signal: AbortSignal): number {
       return ExitCode.success;
     case 'agent_error':
       return ExitCode.agentError;
+    case 'auth_failed':
+      return ExitCode.credentials;
     case 'timed_out':
       return ExitCode.timedOut;
     case 'out_of_memory':

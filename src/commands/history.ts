@@ -178,7 +178,7 @@ function statusWord(status: RunState): string {
 function colorStatus(c: ChalkInstance, status: RunState, text: string): string {
   if (status === 'success') return c.green(text);
   if (status === 'running') return c.cyan(text);
-  if (status === 'agent_error') return c.red(text);
+  if (status === 'agent_error' || status === 'auth_failed') return c.red(text);
   return c.yellow(text);
 }
 

@@ -21,6 +21,7 @@ export class EgressAudit {
   private allowed = 0;
   private refused = 0;
   private readonly refusedHosts = new Set<string>();
+  private lastApiStatus: number | undefined;
   private writing: Promise<unknown> = Promise.resolve();
 
   private constructor(private readonly file: FileHandle | undefined) {}
@@ -37,6 +38,7 @@ export class EgressAudit {
 
   /** Counts `record` and appends it to the file, in arrival order. */
   record(record: AuditRecord): void {
+    if (record.kind === 'api' && typeof record.status === 'number') this.lastApiStatus = record.status;
     if (record.allowed) this.allowed += 1;
     else {
       this.refused += 1;
@@ -46,6 +48,14 @@ export class EgressAudit {
     if (!file) return;
     const line = `${JSON.stringify(record)}\n`;
     this.writing = this.writing.then(() => file.appendFile(line, 'utf8')).catch((error: unknown) => log('audit write: %s', errorMessage(error)));
+  }
+
+  /**
+   * The HTTP status of the model API's last answer when it refused the credential (401 or 403): the real key the
+   * proxy added was not accepted, whatever the agent made of it. Undefined otherwise.
+   */
+  credentialRefusal(): number | undefined {
+    return this.lastApiStatus === 401 || this.lastApiStatus === 403 ? this.lastApiStatus : undefined;
   }
 
   /** The counts so far, for the report. */

@@ -13,6 +13,7 @@ export const SHORT_COMMIT_LENGTH = 12;
 export const STATUS_WORDS: Record<RunStatus, string> = {
   success: 'success',
   agent_error: 'agent error',
+  auth_failed: 'credential refused by the model API',
   timed_out: 'timed out',
   interrupted: 'interrupted',
   out_of_memory: 'out of memory',
@@ -174,6 +175,7 @@ function colorStatus(c: ChalkInstance, status: RunStatus): string {
     case 'success':
       return c.green(word);
     case 'agent_error':
+    case 'auth_failed':
     case 'credential_leak':
       return c.red(word);
     default:

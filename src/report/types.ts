@@ -4,6 +4,8 @@ import type { TokenUsage } from '../../agents/types.js';
 export type RunStatus =
   | 'success'
   | 'agent_error'
+  /** The agent failed and the model API's last answer refused the credential (HTTP 401/403). */
+  | 'auth_failed'
   | 'timed_out'
   | 'interrupted'
   | 'out_of_memory'

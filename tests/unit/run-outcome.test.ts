@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { agentFailureReason, containerSetupFailure, upstreamFailure } from '../../src/run.js';
+import { agentFailureReason, containerSetupFailure, exitCodeFor, runStatus, upstreamFailure } from '../../src/run.js';
+import { EgressAudit } from '../../src/report/egress-audit.js';
 import { UNRESOLVED } from '../../src/proxy/egress-proxy.js';
 import { ExitCode } from '../../src/errors.js';
 import { API_UNREACHABLE_EXIT_CODE, FIREWALL_EXIT_CODE, type ContainerExit } from '../../src/docker/container.js';
@@ -75,5 +76,32 @@ describe('upstreamFailure', () => {
   it('is undefined when every upstream answered', () => {
     expect(upstreamFailure([{ url: apiUrl.href, ok: true }], apiUrl)).toBeUndefined();
     expect(upstreamFailure([], apiUrl)).toBeUndefined();
+  });
+});
+
+describe('a credential the model API refused', () => {
+  const api = (status: number) => ({ time: '2026-11-30T00:00:00.000Z', kind: 'api' as const, host: 'api.example.com', port: 443, method: 'POST', allowed: true, status, bytesUp: 10, bytesDown: 10, durationMs: 1 });
+
+  it('is the audit\'s last model API answer when it was 401 or 403', async () => {
+    const audit = await EgressAudit.open('/nonexistent-dir/egress.jsonl');
+    expect(audit.credentialRefusal()).toBeUndefined();
+    audit.record(api(401));
+    expect(audit.credentialRefusal()).toBe(401);
+    audit.record(api(200));
+    expect(audit.credentialRefusal()).toBeUndefined();
+    audit.record(api(403));
+    expect(audit.credentialRefusal()).toBe(403);
+    audit.record(api(500));
+    expect(audit.credentialRefusal()).toBeUndefined();
+  });
+
+  it('makes a failed agent auth_failed (exit 7), never a successful one, a timeout or a limit', () => {
+    const signal = new AbortController().signal;
+    expect(runStatus(exited(1), outcome({ isError: true }), undefined, 401)).toBe('auth_failed');
+    expect(exitCodeFor('auth_failed', signal)).toBe(ExitCode.credentials);
+    expect(runStatus(exited(1), outcome({ isError: true }), undefined, undefined)).toBe('agent_error');
+    expect(runStatus(exited(0), outcome(), undefined, 401)).toBe('success');
+    expect(runStatus({ exitCode: null, reason: 'timed_out', oomKilled: false }, outcome(), undefined, 401)).toBe('timed_out');
+    expect(runStatus(exited(1), outcome({ limitReached: 'max_turns' }), undefined, 403)).toBe('max_turns');
   });
 });
