@@ -13,9 +13,11 @@
  *   cached included), `output_tokens` (= candidates only), `cached`, `input` (= prompt − cached), `duration_ms`,
  *   `tool_calls`, and in 0.61.0 the same per model under `models`. No per-response usage is streamed and no cost.
  *
- * On a constant HTTP 500, Gemini CLI 0.61.0 writes nothing on stdout, exits 244 (500 mod 256) and prints a pretty-printed
- * JSON error on stderr: see {@link geminiErrorReason}. `gemini -o json` prints one pretty-printed document instead of
- * lines: see {@link parseGeminiJsonOutput}.
+ * When it gives up on an API error (e.g. a constant HTTP 500, exit 244 = 500 mod 256), `-o stream-json` ends with a
+ * `result` whose `error.message` is `[API Error: <the API's error body>]` (seen with 0.61.0 in agent-worker's e2e
+ * tests), while `-o json` writes nothing on stdout and a pretty-printed JSON error on stderr: see
+ * {@link geminiErrorReason}. `gemini -o json` prints one pretty-printed document instead of lines: see
+ * {@link parseGeminiJsonOutput}.
  *
  * Real samples: tests use `gemini-0.61.0.stream.jsonl`, `gemini-0.61.0.json` and `gemini-0.61.0-500.stderr-tail.json`.
  */
@@ -309,26 +311,72 @@ function reasonOf(text: string): string | undefined {
 }
 
 /**
- * The API's own message inside an error message that is (or ends with) a JSON error body, `{"error":{"message":…}}`
- * or `[{"error":{…}}]`, unwrapping bodies nested in messages up to three deep; else `message` itself.
+ * The API's own message inside an error message that holds a JSON error body, `{"error":{"message":…}}` or
+ * `[{"error":{…}}]`: at its end (`got status: 429 … [{…}]`) or inside it, as Gemini CLI's stream-json `result` puts
+ * it (`[API Error: {"error":{…}}]`, possibly followed by a rate-limit hint); bodies nested in messages are unwrapped up
+ * to three deep. Else `message` itself (`[API Error: 500 mock internal error]` stays as it is).
  */
 function apiErrorMessage(message: string): string {
   let current = message;
   for (let depth = 0; depth < 3; depth += 1) {
-    const at = current.search(/[[{]/);
-    if (at === -1) break;
-    let body: unknown;
-    try {
-      body = JSON.parse(current.slice(at));
-    } catch {
-      break;
-    }
-    const first = Array.isArray(body) ? body[0] : body;
-    const inner = str(asObject(asObject(first)?.error)?.message) ?? str(asObject(first)?.message);
+    const inner = embeddedErrorMessage(current);
     if (inner === undefined || inner === current) break;
     current = inner;
   }
   return current;
+}
+
+/** Most `{` / `[` positions of a message tried as the start of its JSON error body. */
+const JSON_START_TRIES = 4;
+
+/**
+ * The error message of the first JSON error body in `text`, tried at each of its first {@link JSON_START_TRIES} `{` or
+ * `[`: the whole rest of the text, else the value up to the bracket that closes it. Undefined when none is found.
+ */
+function embeddedErrorMessage(text: string): string | undefined {
+  const starts = /[[{]/g;
+  for (let tries = 0; tries < JSON_START_TRIES; tries += 1) {
+    const match = starts.exec(text);
+    if (!match) return undefined;
+    const at = match.index;
+    const inner = errorMessageOf(text.slice(at)) ?? errorMessageOf(balancedJson(text, at));
+    if (inner !== undefined) return inner;
+  }
+  return undefined;
+}
+
+/** `error.message` (or `message`) of the JSON object, or of the first element of the JSON array, `json` holds. */
+function errorMessageOf(json: string | undefined): string | undefined {
+  if (json === undefined) return undefined;
+  let body: unknown;
+  try {
+    body = JSON.parse(json);
+  } catch {
+    return undefined;
+  }
+  const first = Array.isArray(body) ? body[0] : body;
+  return str(asObject(asObject(first)?.error)?.message) ?? str(asObject(first)?.message);
+}
+
+/** The text from the bracket at `at` to the one that closes it (brackets inside JSON strings skipped), if any. */
+function balancedJson(text: string, at: number): string | undefined {
+  let depth = 0;
+  let inString = false;
+  for (let i = at; i < text.length; i += 1) {
+    const c = text[i];
+    if (inString) {
+      if (c === '\\') i += 1;
+      else if (c === '"') inString = false;
+    } else if (c === '"') {
+      inString = true;
+    } else if (c === '{' || c === '[') {
+      depth += 1;
+    } else if (c === '}' || c === ']') {
+      depth -= 1;
+      if (depth === 0) return text.slice(at, i + 1);
+    }
+  }
+  return undefined;
 }
 
 /** Argument names shown for a tool call, in order of preference; the path-like ones are shown relative to /workspace. */
