@@ -127,6 +127,8 @@ export interface AgentSettings {
   modelEnv: string[];
   /** How `--base-url` looks for this agent, for messages: e.g. `http://HOST:PORT/v1`. */
   baseUrlForm: string;
+  /** True when the agent has no default model, so `--model` must be given (it is refused before the run without). */
+  modelRequired?: boolean;
   /** True when the agent may run without any credential (`exec`: the user's CLI may need none). */
   credentialsOptional?: boolean;
   /** What to do when no credential was given: the variables and flags to set, e.g. `Set OPENAI_API_KEY (or pass --api-key).` */

@@ -472,6 +472,10 @@ export async function loadConfig(flags: RawFlags, context: ConfigContext): Promi
     problems.push('--agent-command: --agent-type exec needs the command line of your agent, e.g. --agent-command "my-agent --yes" (installed by --dockerfile, or a script in the repository).');
   }
 
+  if (plugin?.settings.modelRequired && pickAny(flags.model, agentSettings.modelEnv) === undefined) {
+    problems.push(`--model: the ${plugin.name} agent has no default model; give one with --model or ${agentSettings.modelEnv.join('/')}.`);
+  }
+
   // A flag the agent cannot honour is refused, never dropped.
   if (plugin) {
     const cannot = (flag: string, given: boolean, supported: boolean): void => {

@@ -34,6 +34,8 @@ export const copilotPlugin: AgentPlugin = {
     apiKeyEnv: ['COPILOT_PROVIDER_API_KEY'],
     baseUrlEnv: ['COPILOT_PROVIDER_BASE_URL'],
     modelEnv: ['COPILOT_MODEL'],
+    // With your own provider ("BYOK") Copilot CLI has no default model: it exits 1 without one.
+    modelRequired: true,
     baseUrlForm: 'https://HOST/v1 (the root of an OpenAI-compatible Chat Completions API, ending in /v1: what COPILOT_PROVIDER_BASE_URL takes)',
     credentialHint:
       "Set COPILOT_PROVIDER_API_KEY (or pass --api-key): Copilot CLI runs with your own model provider's key (default base URL https://api.openai.com/v1; another with COPILOT_PROVIDER_BASE_URL or --base-url), not a GitHub login. Copilot needs a model too: COPILOT_MODEL or --model. A .env file in the project works too.",

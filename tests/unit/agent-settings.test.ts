@@ -63,6 +63,13 @@ describe('a flag the agent cannot honour is refused, never dropped', () => {
     expect(problems).toEqual([expect.stringMatching(new RegExp(`^${flag}: the codex agent does not support it; .*--agent-type [a-z|]*claude`))]);
   });
 
+  it('an agent without a default model (copilot) refuses to start without --model', async () => {
+    expect(await problemsOf({ task: 't', agentType: 'copilot' }, context({ COPILOT_PROVIDER_API_KEY: 'k' }))).toEqual([
+      expect.stringContaining('--model: the copilot agent has no default model; give one with --model or COPILOT_MODEL'),
+    ]);
+    expect((await loadConfig({ task: 't', agentType: 'copilot' }, context({ COPILOT_PROVIDER_API_KEY: 'k', COPILOT_MODEL: 'gpt-x' }))).model).toBe('gpt-x');
+  });
+
   it('codex refuses --mcp-config', async () => {
     const ctx = context();
     writeFileSync(path.join(ctx.cwd, 'mcp.json'), JSON.stringify({ mcpServers: { docs: { type: 'http', url: 'https://mcp.example.com/x' } } }));
