@@ -4,8 +4,13 @@
 import type { AgentPlugin } from './types.js';
 import { claudeCodePlugin } from './claude-code/index.js';
 import { codexPlugin } from './codex/index.js';
+import { copilotPlugin } from './copilot/index.js';
+import { execPlugin } from './exec/index.js';
+import { geminiPlugin } from './gemini/index.js';
+import { openCodePlugin } from './opencode/index.js';
+import { qwenPlugin } from './qwen/index.js';
 
-const plugins: readonly AgentPlugin[] = [claudeCodePlugin, codexPlugin];
+const plugins: readonly AgentPlugin[] = [claudeCodePlugin, codexPlugin, openCodePlugin, geminiPlugin, qwenPlugin, copilotPlugin, execPlugin];
 
 /** Names accepted by `--agent-type`, in registration order. */
 export const agentTypes: string[] = plugins.map((p) => p.name);

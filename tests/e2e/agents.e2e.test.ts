@@ -15,6 +15,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { ScriptedBlock, ScriptedServerOptions, ScriptedTurn, ServedTotals } from '../fixtures/sse-server.js';
 import { startFakeOpenAIResponses } from '../fixtures/fake-openai-responses.js';
+import { startFakeGemini } from '../fixtures/fake-gemini.js';
+import { startFakeChatCompletions } from '../fixtures/fake-chat-completions.js';
 import { numstat, parseReport } from '../helpers/agent-run.js';
 import { bridgeGateway, docker, dockerAvailable, projectContainers, runCli, TEST_CA_CERT, type CliResult } from '../helpers/docker.js';
 import { git, makeRepo, removeDir, tempDir } from '../helpers/git.js';
@@ -49,6 +51,16 @@ interface AgentCase {
   retryBoundMs: number;
   /** What its own reason says when every call fails with HTTP 500 "scripted outage". */
   failureReason: RegExp;
+  /**
+   * True when the agent removes its key variable from its shell tool's environment (Copilot CLI strips its
+   * `COPILOT_PROVIDER_*` variables): the placeholder is then looked for in its own process's environment (proc.txt).
+   */
+  shellEnvHidesKey?: boolean;
+  /**
+   * True when the agent's output never says which output tokens were reasoning (Qwen Code's stream-json): the
+   * report's `reasoning` is then 0, every other count still what the server served.
+   */
+  reasoningUnreported?: boolean;
 }
 
 const AGENTS: AgentCase[] = [
@@ -64,6 +76,64 @@ const AGENTS: AgentCase[] = [
     retryBoundMs: 120_000,
     // Codex's own words for a server error, whatever the server said.
     failureReason: /experiencing high demand/,
+  },
+  {
+    type: 'gemini',
+    keyEnv: 'GEMINI_API_KEY',
+    key: 'AIzaSyE2e0123456789abcdefghijklmnopqrst',
+    model: 'mock',
+    start: startFakeGemini,
+    baseUrl: (port) => `http://host.docker.internal:${port}`,
+    shell: (command) => ({ type: 'tool_call', name: 'run_shell_command', input: { command } }),
+    // The plugin sets general.maxAttempts to 4: Gemini CLI waits about 5 + 10 + 20 s (at most 45.5 s with jitter).
+    retryBoundMs: 120_000,
+    // The API's own message, unwrapped from Gemini CLI's `[API Error: {"error":{…}}]`.
+    failureReason: /^scripted outage$/,
+  },
+  {
+    type: 'copilot',
+    keyEnv: 'COPILOT_PROVIDER_API_KEY',
+    key: 'sk-proj-e2e0123456789abcdefghijklmnopqrstuvwx',
+    model: 'mock',
+    start: startFakeChatCompletions,
+    baseUrl: (port) => `http://host.docker.internal:${port}/v1`,
+    shell: (command) => ({ type: 'tool_call', name: 'bash', input: { command, description: 'Run a command' } }),
+    // Copilot CLI retries a failing call 5 times, about 0.5, 1, 2, 4 and 8 s apart (with jitter): 6 calls in about 15 s.
+    retryBoundMs: 60_000,
+    // Its session.error message, ending with the API's own.
+    failureReason: /Failed to get response from the AI model.*scripted outage/,
+    shellEnvHidesKey: true,
+  },
+  {
+    type: 'qwen',
+    keyEnv: 'OPENAI_API_KEY',
+    key: 'sk-e2e0123456789abcdef0123456789abcd',
+    model: 'mock',
+    start: startFakeChatCompletions,
+    baseUrl: (port) => `http://host.docker.internal:${port}/v1`,
+    // `cd /workspace && …`: Qwen Code takes a command that is only `sed -i … FILE` for an edit of FILE and refuses it
+    // unless its read_file tool read FILE first (its prior-read check); a compound command runs as a shell command.
+    shell: (command) => ({ type: 'tool_call', name: 'run_shell_command', input: { command: `cd /workspace && ${command}` } }),
+    reasoningUnreported: true,
+    // Qwen Code tries a failing call 7 times, 1.5 s apart doubling to at most 30 s (±30 %), each try being the openai
+    // SDK's 4 requests 0.5 to 2 s apart: about 100 s, at most about 125 s.
+    retryBoundMs: 180_000,
+    // Qwen Code's own wording around the API's message: "[API Error: 500 scripted outage]".
+    failureReason: /API Error: 500 scripted outage/,
+  },
+  {
+    type: 'opencode',
+    keyEnv: 'OPENAI_API_KEY',
+    key: 'sk-proj-e2e0123456789abcdefghijklmnopqrstuvwx',
+    model: 'mock',
+    start: startFakeChatCompletions,
+    baseUrl: (port) => `http://host.docker.internal:${port}/v1`,
+    // OpenCode 1.18.33's bash tool takes {command, timeout, workdir}.
+    shell: (command) => ({ type: 'tool_call', name: 'bash', input: { command } }),
+    // OpenCode retries a failing call 5 times, 2 s apart doubling to at most 30 s (±25 %): about 60 s, at most 75 s.
+    retryBoundMs: 180_000,
+    // Its `error` line carries the API's own message.
+    failureReason: /^scripted outage$/,
   },
 ];
 
@@ -101,9 +171,9 @@ async function withApi<T>(agent: AgentCase, options: Omit<ScriptedServerOptions,
 }
 
 /** The report's shape of what the server served (`cacheWrite` is not a concept of these APIs: 0). */
-function served(api: ScriptedApi): RunReport['tokens'] {
+function served(api: ScriptedApi, agent?: AgentCase): RunReport['tokens'] {
   const { input, output, cacheRead, reasoning } = api.served;
-  return { input, output, cacheRead, cacheWrite: 0, reasoning, total: input + output + cacheRead };
+  return { input, output, cacheRead, cacheWrite: 0, reasoning: agent?.reasoningUnreported ? 0 : reasoning, total: input + output + cacheRead };
 }
 
 /** Nothing of the run is left on the daemon: no container of the project, no network of the run. */
@@ -137,7 +207,7 @@ describe.runIf(hasDocker).each(AGENTS)('$type (real CLI, scripted $type API)', {
     expect(git(repo, 'show', 'feature:src/keep.txt')).toBe('line1\nline two\nline3\n');
     expect(report.changes).toMatchObject({ filesChanged: 3, linesAdded: 2, linesRemoved: 2 });
     expect(api.served.responses).toBeGreaterThanOrEqual(script.length);
-    expect(report.tokens).toEqual(served(api));
+    expect(report.tokens).toEqual(served(api, agent));
     expect(report.agent.turns).toBeGreaterThanOrEqual(script.length);
     // The proxy put the real key on every request; the agent only ever had the placeholder.
     expect(new Set(api.requests.map((request) => request.credential))).toEqual(new Set(['expected']));
@@ -156,6 +226,18 @@ describe.runIf(hasDocker).each(AGENTS)('$type (real CLI, scripted $type API)', {
     const report = parseReport(result);
     expect(report.status).toBe('agent_error');
     expect(report.agent.error ?? '').toMatch(agent.failureReason);
+    await expectNothingLeft(repo, report.runId);
+  });
+
+  it('the model API refusing the key (401 on every call): auth_failed, exit 7, the reason names the refusal', async () => {
+    const repo = makeRepo({ 'README.md': '# refused key\n' });
+    cleanup.push(repo);
+    const result = await withApi(agent, { script: [], failAll: { status: 401, message: 'invalid api key' } }, (api) => runAgent(agent, repo, api, ['--task', 'Anything', '--branch', 'refused']));
+    expect(result.code, result.stderr).toBe(7);
+    const report = parseReport(result);
+    expect(report.status).toBe('auth_failed');
+    expect(report.agent.error).toBeTruthy();
+    expect(JSON.stringify(report)).not.toContain(agent.key);
     await expectNothingLeft(repo, report.runId);
   });
 
@@ -196,7 +278,7 @@ describe.runIf(hasDocker).each(AGENTS)('$type (real CLI, scripted $type API)', {
     expect(result.code, result.stderr).toBe(0);
     const report = parseReport(result);
     expect(report.status).toBe('success');
-    expect(git(repo, 'show', `leak:leak/env.txt`)).toContain(`${agent.keyEnv}=agent-worker-placeholder-api-key`);
+    expect(git(repo, 'show', `leak:leak/${agent.shellEnvHidesKey ? 'proc.txt' : 'env.txt'}`)).toContain(`${agent.keyEnv}=agent-worker-placeholder-api-key`);
     for (const file of ['env.txt', 'proc.txt', 'grep.txt', 'out.txt']) expect(git(repo, 'show', `leak:leak/${file}`)).not.toContain(agent.key);
     expect(git(repo, 'show', 'leak:leak/grep.txt').trim()).toBe('');
     const out = git(repo, 'show', 'leak:leak/out.txt');
@@ -208,6 +290,107 @@ describe.runIf(hasDocker).each(AGENTS)('$type (real CLI, scripted $type API)', {
     expect(audit).not.toContain(agent.key);
     expect(existsSync(path.join(report.logDir, 'agent.stream.jsonl'))).toBe(true);
     expect(readFileSync(path.join(report.logDir, 'agent.stream.jsonl'), 'utf8')).not.toContain(agent.key);
+    await expectNothingLeft(repo, report.runId);
+  });
+});
+
+describe.runIf(hasDocker)('opencode: a local OpenAI-compatible server that takes no key (Ollama, vLLM, LM Studio)', { timeout: 1_800_000 }, () => {
+  it('runs with no key at all: the change is on the branch, the server never saw a credential', async () => {
+    const repo = makeRepo({ 'README.md': '# local model\n' });
+    cleanup.push(repo);
+    const opencode = AGENTS.find((agent) => agent.type === 'opencode')!;
+    const script: ScriptedTurn[] = [
+      { content: [opencode.shell("printf 'local\\n' > local.txt")], usage: { input: 300, output: 20 } },
+      { content: [{ type: 'text', text: 'Wrote local.txt.' }], usage: { input: 350, output: 5 } },
+    ];
+    const api = await startFakeChatCompletions({ host: gateway, script });
+    try {
+      const result = await runCli(['--agent-type', 'opencode', '--project', repo, '--base-url', `http://host.docker.internal:${api.port}/v1`, '--model', 'qwen2.5-coder', '--ca-cert', TEST_CA_CERT, '--json', '--task', 'Write local.txt', '--branch', 'local'], {
+        cwd: repo,
+        env: { XDG_STATE_HOME: stateDir },
+      });
+      expect(result.code, result.stderr).toBe(0);
+      const report = parseReport(result);
+      expect(report.status).toBe('success');
+      expect(report.agent.model).toBe('qwen2.5-coder');
+      expect(git(repo, 'show', 'local:local.txt')).toBe('local\n');
+      expect(report.tokens).toEqual(served(api));
+      expect(api.requests.filter((request) => request.kind === 'turn').length).toBeGreaterThanOrEqual(2);
+      expect(api.requests.every((request) => request.credential !== 'expected')).toBe(true);
+      await expectNothingLeft(repo, report.runId);
+    } finally {
+      await api.close();
+    }
+  });
+});
+
+describe.runIf(hasDocker)('exec: a CLI of the user\'s own, from the project image', { timeout: 1_800_000 }, () => {
+  /** A shell-script "agent": reads the task on stdin, changes files as the task's last line says, talks on stdout. */
+  const AGENT_SCRIPT = [
+    '#!/bin/bash',
+    'set -euo pipefail',
+    'task=$(cat)',
+    'echo "my-agent: got $(printf %s "$task" | wc -c) bytes of task"',
+    'case "$(printf %s "$task" | tail -n 1)" in',
+    '  work)',
+    '    mkdir -p src && printf "export const answer = 42;\\n" > src/new.ts',
+    '    sed -i "s/^line2$/line two/" src/keep.txt',
+    '    rm old.txt',
+    '    echo "my-agent: done, 3 files" ;;',
+    '  fail)',
+    '    echo "my-agent: cannot reach the model server" >&2',
+    '    exit 3 ;;',
+    'esac',
+  ].join('\n');
+  const DOCKERFILE = ['ARG AGENT_WORKER_IMAGE', 'FROM ${AGENT_WORKER_IMAGE}', 'COPY my-agent /usr/local/bin/my-agent', 'RUN chmod 0755 /usr/local/bin/my-agent'].join('\n');
+
+  function execRepo(): string {
+    const repo = makeRepo({
+      'README.md': '# exec\n',
+      'src/keep.txt': 'line1\nline2\nline3\n',
+      'old.txt': 'to be deleted\n',
+      '.agent-worker/Dockerfile': `${DOCKERFILE}\n`,
+      '.agent-worker/my-agent': `${AGENT_SCRIPT}\n`,
+    });
+    cleanup.push(repo);
+    return repo;
+  }
+
+  function runExec(repo: string, task: string, branch: string): Promise<CliResult> {
+    return runCli(['--agent-type', 'exec', '--agent-command', 'my-agent --verbose', '--project', repo, '--ca-cert', TEST_CA_CERT, '--json', '--task', task, '--branch', branch], {
+      cwd: repo,
+      env: { XDG_STATE_HOME: stateDir },
+    });
+  }
+
+  it('runs it like any agent: its changes on the branch, numstat right, tokens and cost unknown (null), no credential needed', async () => {
+    const repo = execRepo();
+    const base = git(repo, 'rev-parse', 'HEAD').trim();
+    const result = await runExec(repo, 'Do the work\nwork', 'exec-work');
+    expect(result.code, result.stderr).toBe(0);
+    const report = parseReport(result);
+    expect(report.status).toBe('success');
+    expect(report.agent).toMatchObject({ type: 'exec', turns: 0, resultText: 'my-agent: done, 3 files', error: null });
+    expect(report.tokens).toBeNull();
+    expect(report.costUsd).toBeNull();
+    expect(report.costSource).toBeNull();
+    expect(report.image.dockerfile).toContain('.agent-worker');
+    expect(numstat(repo, base, 'exec-work')).toEqual({ 'src/new.ts': [1, 0], 'src/keep.txt': [1, 1], 'old.txt': [0, 1] });
+    expect(report.changes).toMatchObject({ filesChanged: 3, linesAdded: 2, linesRemoved: 2 });
+    // It got agent-worker's instructions before the task, on stdin.
+    expect(readFileSync(path.join(report.logDir, 'agent.stream.jsonl'), 'utf8')).toMatch(/my-agent: got \d+ bytes of task/);
+    expect(git(repo, 'status', '--porcelain', '--untracked-files=all')).toBe('');
+    await expectNothingLeft(repo, report.runId);
+  });
+
+  it('a failing command is agent_error with its last stderr line as the reason', async () => {
+    const repo = execRepo();
+    const result = await runExec(repo, 'Try\nfail', 'exec-fail');
+    expect(result.code, result.stderr).toBe(1);
+    const report = parseReport(result);
+    expect(report.status).toBe('agent_error');
+    expect(report.agent).toMatchObject({ exitCode: 3, error: 'my-agent: cannot reach the model server' });
+    expect(report.tokens).toBeNull();
     await expectNothingLeft(repo, report.runId);
   });
 });
