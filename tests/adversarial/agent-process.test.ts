@@ -6,11 +6,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { docker, dockerAvailable, managedContainers, TEST_CA_CERT } from '../helpers/docker.js';
+import { docker, dockerAvailable, managedContainers } from '../helpers/docker.js';
 import { makeRepo, removeDir, tempDir } from '../helpers/git.js';
-import { ensureImage } from '../../src/docker/image.js';
+import { ensureToolImage } from '../helpers/agent-run.js';
 import { AgentContainer } from '../../src/docker/container.js';
-import { imageSpecs, runAgent } from '../../src/run.js';
+import { runAgent } from '../../src/run.js';
 import { RunLog } from '../../src/report/run-log.js';
 import { silentProgress } from '../../src/ui/progress.js';
 import { claudeCodePlugin } from '../../agents/claude-code/index.js';
@@ -22,13 +22,7 @@ let image = '';
 
 beforeAll(async () => {
   if (!hasDocker) return;
-  image = (
-    await ensureImage(
-      docker,
-      { ...imageSpecs({ caCert: { path: TEST_CA_CERT, pem: readFileSync(TEST_CA_CERT, 'utf8') } }, claudeCodePlugin, {}).tool, hashCache: undefined },
-      { force: false },
-    )
-  ).tag;
+  image = await ensureToolImage();
 }, 900_000);
 afterAll(() => cleanup.forEach(removeDir));
 

@@ -13,7 +13,7 @@ import { PassThrough } from 'node:stream';
 import { randomBytes } from 'node:crypto';
 import type Docker from 'dockerode';
 import type { ScriptedTurn } from '../fixtures/fake-anthropic.js';
-import { parseReport, runAgentWorker, TEST_API_KEY, waitFor, withFixture } from '../helpers/agent-run.js';
+import { ensureToolImage, parseReport, runAgentWorker, TEST_API_KEY, waitFor, withFixture } from '../helpers/agent-run.js';
 import { docker, dockerAvailable, managedContainers, type CliResult } from '../helpers/docker.js';
 import { git, makeRepo, removeDir, tempDir } from '../helpers/git.js';
 import type { RunReport } from '../../src/report/types.js';
@@ -113,15 +113,10 @@ function jsonLines(file: string): { lines: number; longest: number; invalid: num
   return { lines, longest, invalid };
 }
 
-/** The image the product runs: the one its last report named, else the newest agent-worker image. */
+/** The image the product runs: the one its last report named, else Claude Code's as a run builds it (built if missing). */
 async function agentImage(): Promise<string> {
-  if (productImageTag) return productImageTag;
-  const images = await docker.listImages({ filters: { label: ['dev.agent-worker.managed=true'] } });
-  // The newest tool image (project images, agent-worker-project:*, carry the same label).
-  images.sort((a, b) => b.Created - a.Created);
-  const tag = images.flatMap((image) => image.RepoTags ?? []).find((candidate) => candidate.startsWith('agent-worker:'));
-  if (!tag) throw new Error('no agent-worker image: run a product run first');
-  return tag;
+  productImageTag ??= await ensureToolImage();
+  return productImageTag;
 }
 
 function report(result: CliResult): RunReport {

@@ -7,6 +7,12 @@ import { startFakeAnthropic, type FakeAnthropic, type ScriptedTurn } from '../fi
 import { bridgeGateway, runCli, TEST_CA_CERT, type CliResult } from './docker.js';
 import { git } from './git.js';
 import type { RunReport } from '../../src/report/types.js';
+import { readFileSync } from 'node:fs';
+import { imageSpecs } from '../../src/run.js';
+import { ensureImage } from '../../src/docker/image.js';
+import { claudeCodePlugin } from '../../agents/claude-code/index.js';
+import type { AgentPlugin } from '../../agents/types.js';
+import { docker } from './docker.js';
 
 /** The API key every e2e run uses; tests assert it never shows up anywhere. */
 export const TEST_API_KEY = 'sk-ant-e2e-secret-0123456789abcdef';
@@ -38,6 +44,15 @@ export function runAgentWorker(
     onSpawn: options.onSpawn,
     input: options.input,
   });
+}
+
+/**
+ * The tool's image for `plugin` (Claude Code's by default) exactly as a run builds it (the test CA as --ca-cert), built
+ * now when missing, so a suite never depends on another having run first. @returns its tag.
+ */
+export async function ensureToolImage(plugin: AgentPlugin = claudeCodePlugin): Promise<string> {
+  const spec = imageSpecs({ caCert: { path: TEST_CA_CERT, pem: readFileSync(TEST_CA_CERT, 'utf8') } }, plugin, {}).tool;
+  return (await ensureImage(docker, { ...spec, hashCache: undefined }, { force: false })).tag;
 }
 
 /** The token totals the fixture served, in the report's shape (`total` = the four kinds added up). */
