@@ -241,7 +241,16 @@ export interface AgentPlugin {
   settle?(outcome: AgentOutcome, ending: AgentEnding): AgentOutcome;
 }
 
-/** Makes a {@link TokenUsage} from its parts (already normalised) and fills `total`. `reasoning` is part of `output`. */
+/** The largest count of one kind of token a report holds (so `total` stays an exact integer). */
+export const MAX_TOKENS = 1e15;
+
+/**
+ * Makes a {@link TokenUsage} from its parts (already normalised) and fills `total`. `reasoning` is part of `output`.
+ * The agent's output is not trusted: each count becomes a whole number from 0 to {@link MAX_TOKENS} (NaN and negative
+ * counts are 0, infinite ones the maximum) and `reasoning` at most `output`.
+ */
 export function makeTokenUsage(input: number, output: number, cacheRead: number, cacheWrite: number, reasoning = 0): TokenUsage {
-  return { input, output, cacheRead, cacheWrite, reasoning, total: input + output + cacheRead + cacheWrite };
+  const count = (value: number): number => (value > 0 ? Math.min(Math.floor(value), MAX_TOKENS) : 0);
+  const [i, o, r, w] = [count(input), count(output), count(cacheRead), count(cacheWrite)];
+  return { input: i, output: o, cacheRead: r, cacheWrite: w, reasoning: Math.min(count(reasoning), o), total: i + o + r + w };
 }

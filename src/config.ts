@@ -472,7 +472,12 @@ export async function loadConfig(flags: RawFlags, context: ConfigContext): Promi
     problems.push('--agent-command: --agent-type exec needs the command line of your agent, e.g. --agent-command "my-agent --yes" (installed by --dockerfile, or a script in the repository).');
   }
 
-  if (plugin?.settings.modelRequired && pickAny(flags.model, agentSettings.modelEnv) === undefined) {
+  const model = pickAny(flags.model, agentSettings.modelEnv);
+  if (model !== undefined && (model.startsWith('-') || [...model].some((char) => char.charCodeAt(0) < 0x20 || char === '\u007f'))) {
+    // An agent's own option parser would take "-…" for one of its flags (e.g. yargs: `-m --sandbox`).
+    problems.push(`--model: ${JSON.stringify(model)} is not a model name (it starts with "-" or holds a control character).`);
+  }
+  if (plugin?.settings.modelRequired && model === undefined) {
     problems.push(`--model: the ${plugin.name} agent has no default model; give one with --model or ${agentSettings.modelEnv.join('/')}.`);
   }
 
@@ -501,7 +506,7 @@ export async function loadConfig(flags: RawFlags, context: ConfigContext): Promi
     forceRebuild: pickBool(flags.forceRebuild, 'FORCE_REBUILD', '--force-rebuild'),
     debug,
     json: pickBool(flags.json, 'AGENT_WORKER_JSON', '--json'),
-    model: pickAny(flags.model, agentSettings.modelEnv),
+    model,
     maxTurns,
     caCert,
     allowHosts,

@@ -31,7 +31,7 @@ export const claudeCodePlugin: AgentPlugin = {
   supports: { appendSystemPrompt: true, mcp: true, maxTurns: true, maxBudgetUsd: true, oauthToken: true },
 
   /** Anthropic API keys (`sk-ant-api03-…`) and OAuth tokens (`sk-ant-oat01-…`). */
-  secretShapes: [{ prefix: 'sk-ant-', pattern: /sk-ant-[A-Za-z0-9_-]{8,}/g }],
+  secretShapes: [{ prefix: 'sk-ant-', pattern: /(?<![A-Za-z0-9])sk-ant-[A-Za-z0-9_-]{8,}/g }],
 
   /**
    * The Anthropic Messages API. Claude Code sends an API key (`ANTHROPIC_API_KEY`) as `x-api-key` and an OAuth token

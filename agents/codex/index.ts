@@ -36,7 +36,7 @@ export const codexPlugin: AgentPlugin = {
   supports: { appendSystemPrompt: false, mcp: false, maxTurns: false, maxBudgetUsd: false, oauthToken: false },
 
   /** OpenAI keys: `sk-…`, `sk-proj-…`, `sk-svcacct-…`. */
-  secretShapes: [{ prefix: 'sk-', pattern: /sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}/g }],
+  secretShapes: [{ prefix: 'sk-', pattern: /(?<![A-Za-z0-9])sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}/g }],
 
   /** The OpenAI Responses API (`POST <base>/responses`), key as `Authorization: Bearer`. */
   api: {

@@ -46,7 +46,7 @@ export const copilotPlugin: AgentPlugin = {
   supports: { appendSystemPrompt: false, mcp: false, maxTurns: false, maxBudgetUsd: false, oauthToken: false },
 
   /** OpenAI keys (the default provider): `sk-…`, `sk-proj-…`, `sk-svcacct-…`. */
-  secretShapes: [{ prefix: 'sk-', pattern: /sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}/g }],
+  secretShapes: [{ prefix: 'sk-', pattern: /(?<![A-Za-z0-9])sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}/g }],
 
   /**
    * An OpenAI-compatible Chat Completions API (`POST <base>/chat/completions`, Copilot's provider type `openai`, wire

@@ -6,7 +6,7 @@
  * What the command gets: the task (after agent-worker's instructions: where its work goes) on standard input; when
  * `--base-url` is given, `AGENT_WORKER_API_BASE_URL` (the egress proxy, which forwards to `--base-url`) and, with
  * `--api-key`, `AGENT_WORKER_API_KEY` holding a placeholder the proxy swaps for the real key in an `Authorization:
- * Bearer`, `x-api-key`, `x-goog-api-key` or `api-key` header; `AGENT_WORKER_MODEL` with `--model`; and
+ * Bearer`, `x-api-key`, `x-goog-api-key` or `api-key` header; and
  * `HTTPS_PROXY`/`HTTP_PROXY` for every other host (`--allow-host`).
  */
 import type { AgentCredentials, AgentEvent, AgentLaunchOptions, AgentOutcome, AgentPlugin, AgentStreamParser, CredentialRule } from '../types.js';

@@ -99,7 +99,7 @@ export const geminiPlugin: AgentPlugin = {
   supports: { appendSystemPrompt: false, mcp: false, maxTurns: true, maxBudgetUsd: false, oauthToken: false },
 
   /** Gemini API keys: `AIza` and 35 more characters. */
-  secretShapes: [{ prefix: 'AIza', pattern: /AIza[0-9A-Za-z_-]{35}/g }],
+  secretShapes: [{ prefix: 'AIza', pattern: /(?<![A-Za-z0-9])AIza[0-9A-Za-z_-]{35}/g }],
 
   /** The Gemini API (`POST <base>/v1beta/models/<model>:streamGenerateContent?alt=sse`), key as `x-goog-api-key`. */
   api: {

@@ -144,7 +144,7 @@ export const openCodePlugin: AgentPlugin = {
   supports: { appendSystemPrompt: true, mcp: false, maxTurns: false, maxBudgetUsd: false, oauthToken: false },
 
   /** OpenAI keys: `sk-…`, `sk-proj-…`, `sk-svcacct-…` (other servers' keys have no shape to know). */
-  secretShapes: [{ prefix: 'sk-', pattern: /sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}/g }],
+  secretShapes: [{ prefix: 'sk-', pattern: /(?<![A-Za-z0-9])sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}/g }],
 
   /** An OpenAI-compatible Chat Completions API (`POST <base>/chat/completions`), key as `Authorization: Bearer`. */
   api: {

@@ -78,8 +78,11 @@ export function qwenMcpConfig(claudeJson: string): string {
     const { type, url, ...rest } = server as Record<string, unknown>;
     if ((type === 'http' || type === 'streamable-http' || type === 'streamableHttp') && typeof url === 'string') {
       converted[name] = { ...rest, httpUrl: url };
-    } else {
+    } else if (type === 'sse' || type === 'stdio' || type === undefined) {
       converted[name] = url === undefined ? rest : { ...rest, url };
+    } else {
+      // A type Qwen Code does not know (or a typo) goes as it is: Qwen Code says what is wrong with it.
+      converted[name] = server;
     }
   }
   return JSON.stringify({ mcpServers: converted });
@@ -107,7 +110,7 @@ export const qwenPlugin: AgentPlugin = {
    * OpenAI-style keys (`sk-…`, `sk-proj-…`, `sk-svcacct-…`), which DashScope's (`sk-` and 32 hex digits) and
    * OpenRouter's (`sk-or-v1-…`) also are.
    */
-  secretShapes: [{ prefix: 'sk-', pattern: /sk-(?:proj-|svcacct-|admin-|or-v1-)?[A-Za-z0-9_-]{20,}/g }],
+  secretShapes: [{ prefix: 'sk-', pattern: /(?<![A-Za-z0-9])sk-(?:proj-|svcacct-|admin-|or-v1-)?[A-Za-z0-9_-]{20,}/g }],
 
   /**
    * The Chat Completions API (`POST <base>/chat/completions`), key as `Authorization: Bearer` (the `openai` SDK's).

@@ -9,7 +9,7 @@ import { loadConfig, parseAgentCommand, parsePriceTable, type ConfigContext, typ
 import { runCost, taskFor } from '../../src/run.js';
 import { ConfigError } from '../../src/errors.js';
 import { getAgentPlugin } from '../../agents/index.js';
-import { makeTokenUsage, type AgentOutcome } from '../../agents/types.js';
+import { makeTokenUsage, MAX_TOKENS, type AgentOutcome } from '../../agents/types.js';
 import { createExecParser } from '../../agents/exec/index.js';
 import { codexPlugin } from '../../agents/codex/index.js';
 import { tempDir } from '../helpers/git.js';
@@ -68,6 +68,11 @@ describe('a flag the agent cannot honour is refused, never dropped', () => {
       expect.stringContaining('--model: the copilot agent has no default model; give one with --model or COPILOT_MODEL'),
     ]);
     expect((await loadConfig({ task: 't', agentType: 'copilot' }, context({ COPILOT_PROVIDER_API_KEY: 'k', COPILOT_MODEL: 'gpt-x' }))).model).toBe('gpt-x');
+  });
+
+  it.each(['--sandbox', '-sfoo', 'gpt\nx'])('refuses a model an agent would take for a flag (or that holds a control character): %j', async (model) => {
+    expect(await problemsOf({ task: 't', agentType: 'gemini', model }, context({ GEMINI_API_KEY: 'k' }))).toEqual([expect.stringContaining('is not a model name')]);
+    expect(await problemsOf({ task: 't', agentType: 'qwen' }, context({ OPENAI_API_KEY: 'k', OPENAI_MODEL: model }))).toEqual([expect.stringContaining('is not a model name')]);
   });
 
   it('codex refuses --mcp-config', async () => {
@@ -151,5 +156,12 @@ describe('--prices and where a run\'s cost comes from', () => {
     expect((await loadConfig({ task: 't', prices: 'prices.json' }, ctx)).prices).toEqual(prices);
     writeFileSync(path.join(ctx.cwd, 'bad.json'), '[]');
     expect(await problemsOf({ task: 't', prices: 'bad.json' }, ctx)).toEqual([expect.stringMatching(/^--prices: .*bad\.json: must be a JSON object of models/)]);
+  });
+});
+
+describe('token counts from an agent\'s output are not trusted', () => {
+  it('each count is a whole number from 0 to MAX_TOKENS, reasoning at most output, total exact', () => {
+    expect(makeTokenUsage(-5, 3.7, Number.NaN, Number.POSITIVE_INFINITY, 10)).toEqual({ input: 0, output: 3, cacheRead: 0, cacheWrite: MAX_TOKENS, reasoning: 3, total: 3 + MAX_TOKENS });
+    expect(Number.isSafeInteger(makeTokenUsage(1e308, 1e308, 1e308, 1e308).total)).toBe(true);
   });
 });
