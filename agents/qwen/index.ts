@@ -13,8 +13,11 @@ export const QWEN_VERSION = '0.24.4';
 /** Node version Qwen Code runs on (npm `node-linux-<arch>`): it needs Node ≥ 22 (`fs.openAsBlob`), Debian has 18. */
 export const QWEN_NODE_VERSION = '22.23.5';
 
-/** Qwen Code's user settings file, relative to the agent's HOME (`~/.qwen/settings.json`). */
-export const QWEN_SETTINGS_FILE = '.qwen/settings.json';
+/**
+ * Qwen Code's settings, relative to the agent's HOME, loaded as its SYSTEM settings (`QWEN_CODE_SYSTEM_SETTINGS_PATH`):
+ * those override the user's and the project's, so a repository's `.qwen/settings.json` cannot turn them back.
+ */
+export const QWEN_SETTINGS_FILE = '.qwen/agent-worker-system-settings.json';
 
 /** Where the MCP configuration goes, relative to the agent's HOME (Qwen Code's form of it; 0600). */
 export const QWEN_MCP_CONFIG_FILE = '.qwen/agent-worker-mcp.json';
@@ -26,7 +29,7 @@ export const QWEN_MCP_CONFIG_FILE = '.qwen/agent-worker-mcp.json';
 export const QWEN_MAX_TURNS_EXIT_CODE = 53;
 
 /**
- * Qwen Code's user settings for a headless run, as `~/.qwen/settings.json` holds them:
+ * Qwen Code's settings for a headless run ({@link QWEN_SETTINGS_FILE}, loaded as system settings):
  * - `security.auth.selectedType: "openai"`: the OpenAI-compatible provider, with `OPENAI_API_KEY`, `OPENAI_BASE_URL`
  *   and `OPENAI_MODEL` from the environment (the same as `--auth-type openai`, which argv passes too);
  * - `privacy.usageStatisticsEnabled: false`: no usage statistics to Alibaba Cloud's RUM host
@@ -149,15 +152,16 @@ export const qwenPlugin: AgentPlugin = {
 
   /**
    * Secret: `OPENAI_API_KEY`. Plain: `OPENAI_BASE_URL` (the egress proxy's URL as it is: the proxy forwards
-   * `<it>/chat/completions` to `<--base-url>/chat/completions`), `QWEN_USAGE_STATISTICS_ENABLED=false` (the settings
-   * file says it too), `QWEN_CODE_SUPPRESS_YOLO_WARNING=1` (no warning on stderr for `--yolo` headless), and
-   * `NO_BROWSER=1`.
+   * `<it>/chat/completions` to `<--base-url>/chat/completions`), `QWEN_CODE_SYSTEM_SETTINGS_PATH` (its settings file, as
+   * system settings), `QWEN_USAGE_STATISTICS_ENABLED=false` (the settings file says it too),
+   * `QWEN_CODE_SUPPRESS_YOLO_WARNING=1` (no warning on stderr for `--yolo` headless), and `NO_BROWSER=1`.
    */
   env(credentials: AgentCredentials): { secret: Record<string, string>; plain: Record<string, string> } {
     const secret: Record<string, string> = {};
     if (credentials.apiKey) secret.OPENAI_API_KEY = credentials.apiKey;
     const plain: Record<string, string> = {};
     if (credentials.baseUrl) plain.OPENAI_BASE_URL = credentials.baseUrl;
+    plain.QWEN_CODE_SYSTEM_SETTINGS_PATH = `${AGENT_HOME}/${QWEN_SETTINGS_FILE}`;
     plain.QWEN_USAGE_STATISTICS_ENABLED = 'false';
     plain.QWEN_CODE_SUPPRESS_YOLO_WARNING = '1';
     plain.NO_BROWSER = '1';

@@ -101,7 +101,11 @@ describe('the npm package', () => {
     }
     // Every file of container/ ships: the installed copy hashes the same build context.
     for (const file of readdirSync(path.join(ROOT, 'container'))) expect(files, `container/${file}`).toContain(`container/${file}`);
-    expect(files.filter((file) => /^(tests|bench|src|agents|node_modules|\.ci)\//.test(file))).toEqual([]);
+    // Of agents/ only each agent's install script ships (the image's agent layer); its code is in dist/agents.
+    for (const agent of readdirSync(path.join(ROOT, 'agents'), { withFileTypes: true })) {
+      if (existsSync(path.join(ROOT, 'agents', agent.name, 'install.sh'))) expect(files, `agents/${agent.name}/install.sh`).toContain(`agents/${agent.name}/install.sh`);
+    }
+    expect(files.filter((file) => /^(tests|bench|src|node_modules|\.ci)\//.test(file) || (file.startsWith('agents/') && !/^agents\/[^/]+\/install\.sh$/.test(file)))).toEqual([]);
     expect(files.filter((file) => /\.ts$/.test(file) && !file.endsWith('.d.ts'))).toEqual([]);
   });
 

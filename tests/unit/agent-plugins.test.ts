@@ -562,7 +562,7 @@ describe('qwen', () => {
   it('env: OPENAI_API_KEY secret; the proxy root as OPENAI_BASE_URL (no /v1), statistics off, no yolo warning, no browser', () => {
     expect(qwenPlugin.env({ apiKey: PLACEHOLDER, baseUrl: PROXY })).toEqual({
       secret: { OPENAI_API_KEY: PLACEHOLDER },
-      plain: { OPENAI_BASE_URL: PROXY, QWEN_USAGE_STATISTICS_ENABLED: 'false', QWEN_CODE_SUPPRESS_YOLO_WARNING: '1', NO_BROWSER: '1' },
+      plain: { OPENAI_BASE_URL: PROXY, QWEN_CODE_SYSTEM_SETTINGS_PATH: '/home/agent/.qwen/agent-worker-system-settings.json', QWEN_USAGE_STATISTICS_ENABLED: 'false', QWEN_CODE_SUPPRESS_YOLO_WARNING: '1', NO_BROWSER: '1' },
     });
   });
 
@@ -580,7 +580,7 @@ describe('qwen', () => {
     expect(qwenSettings()).toEqual(settings);
     const files = qwenPlugin.homeFiles!(launch());
     expect(Object.keys(files)).toEqual([QWEN_SETTINGS_FILE]);
-    expect(QWEN_SETTINGS_FILE).toBe('.qwen/settings.json');
+    expect(QWEN_SETTINGS_FILE).toBe('.qwen/agent-worker-system-settings.json');
     expect(JSON.parse(files[QWEN_SETTINGS_FILE]!)).toEqual(settings);
     const withMcp = qwenPlugin.homeFiles!(launch({ mcpConfigJson: MCP_JSON }));
     expect(Object.keys(withMcp)).toEqual([QWEN_SETTINGS_FILE, QWEN_MCP_CONFIG_FILE]);
