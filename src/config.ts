@@ -252,11 +252,10 @@ export async function loadConfig(flags: RawFlags, context: ConfigContext): Promi
   }
 
   /** flag > environment > .env; empty strings count as unset. */
-  const pick = (flag: string | undefined, name: string): string | undefined =>
-    flag ?? nonEmpty(env[name]) ?? nonEmpty(fileValues[name]);
-  /** The flag, else the first of the agent's own variables that is set (environment before the .env file). */
+  /** The flag, else the first of the variables that is set (environment before the .env file). */
   const pickAny = (flag: string | undefined, names: readonly string[]): string | undefined =>
     flag ?? names.map((name) => nonEmpty(env[name])).find(Boolean) ?? names.map((name) => nonEmpty(fileValues[name])).find(Boolean);
+  const pick = (flag: string | undefined, name: string): string | undefined => pickAny(flag, [name]);
   const pickBool = (flag: boolean | undefined, name: string, flagName: string): boolean => {
     if (flag !== undefined) return flag;
     const raw = nonEmpty(env[name]) ?? nonEmpty(fileValues[name]);

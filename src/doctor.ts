@@ -13,7 +13,7 @@ import { connectDocker, connectOptionsFor, type DockerConnection } from './docke
 import { imageContentHash, imageExists, imageTag, type ImageSpec } from './docker/image.js';
 import { AgentContainer } from './docker/container.js';
 import { EgressPath, PROXY_ALIAS, PROXY_PORT } from './docker/egress.js';
-import { egressSpec, imageSpecs, upstreamFailure } from './run.js';
+import { egressSpec, imageSpecs, modelApiUrl, upstreamFailure } from './run.js';
 import { VERSION } from './version.js';
 
 const log = createDebug('agent-worker:doctor');
@@ -125,7 +125,7 @@ export async function runDoctor(load: () => Promise<RunConfig>, context: { env: 
     );
   }
 
-  const baseUrl = config.baseUrl ?? plugin.api.defaultBaseUrl;
+  const baseUrl = modelApiUrl(config, plugin);
   if (baseUrl === undefined) {
     checks.push({ id: 'api', status: 'skip', detail: `the ${plugin.name} agent has no model API of its own and no --base-url was given` });
   } else if (!docker || !cached) {

@@ -240,7 +240,7 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
   const base = busy?.baseCommit ?? head.commit;
   // The agent gets placeholders and the egress proxy as its API; only the proxy holds the real credentials.
   // Without a model API (the exec agent without --base-url) the proxy only tunnels to allowed hosts.
-  const modelApi = config.baseUrl ?? plugin.api.defaultBaseUrl;
+  const modelApi = modelApiUrl(config, plugin);
   const agentEnv = plugin.env({ ...placeholdersFor(config), baseUrl: modelApi === undefined ? undefined : EgressPath.proxyUrl });
   // What no file on the branch may hold: each credential, as it is and encoded.
   const credentialPatterns = secretPatterns(credentialValues(config));
@@ -1014,6 +1014,14 @@ export function credentialValues(config: Pick<RunConfig, 'apiKey' | 'oauthToken'
 }
 
 /**
+ * The model API a run's proxy forwards to: `--base-url`, else the plugin's default; undefined for an agent with no API
+ * of its own (`exec`) without `--base-url`.
+ */
+export function modelApiUrl(config: Pick<RunConfig, 'baseUrl'>, plugin: AgentPlugin): string | undefined {
+  return config.baseUrl ?? plugin.api.defaultBaseUrl;
+}
+
+/**
  * The egress proxy of a run (or of doctor's probe): one route to the model API (`--base-url`, else the plugin's
  * default) that swaps the placeholders for the real credentials, and `--allow-host` names as the allowlist for
  * everything else.
@@ -1024,7 +1032,7 @@ export function egressSpec(
   run: { image: string; runId: string; project: string; onAudit: EgressSpec['onAudit'] },
 ): EgressSpec {
   const real = { apiKey: config.apiKey, oauthToken: config.oauthToken };
-  const upstream = config.baseUrl ?? plugin.api.defaultBaseUrl;
+  const upstream = modelApiUrl(config, plugin);
   return {
     ...run,
     toolVersion: VERSION,
