@@ -124,6 +124,11 @@ export interface RunReport {
   egress?: EgressSummary;
   /** The --verify command's outcome; null when no --verify was given or it could not run (the agent was stopped). */
   verify: VerifyResult | null;
+  /**
+   * What the agent's container used, read from its cgroup through the Docker stats API while it ran and at its end.
+   * Each value is null where the engine cannot say. Missing from reports of earlier versions.
+   */
+  resources?: ContainerResources;
   /** Folder holding this run's logs and report.json. */
   logDir: string;
 }
@@ -134,4 +139,12 @@ export interface EgressSummary {
   refused: number;
   /** Host names refused (at most 20, each once, first seen first). */
   refusedHosts: string[];
+}
+
+/** What a container used: its cgroup's figures, read through the Docker Engine API's `GET /containers/{id}/stats`. */
+export interface ContainerResources {
+  /** The most memory it held at once (cgroup v1 `max_usage`, else the largest `usage` sampled, page cache excluded), in bytes. */
+  peakMemoryBytes: number | null;
+  /** CPU time it used (`cpu_stats.cpu_usage.total_usage`), in seconds. */
+  cpuSeconds: number | null;
 }
