@@ -138,6 +138,11 @@ export interface RunConfig {
   maxBudgetUsd?: number;
   /** No progress on stderr (the report and errors still print). */
   quiet: boolean;
+  /**
+   * The commit the branch starts from (a batch task's `base`, or its repository's HEAD when the batch started);
+   * undefined = HEAD now (or the base commit of the run holding the checkout).
+   */
+  baseCommit?: string;
 }
 
 /** Default memory limit of the agent's container: 8 GiB. */

@@ -34,8 +34,9 @@ import {
   statusEntries,
   type Repo,
 } from './git/repo.js';
-import { connectDocker, connectOptionsFor, type DockerConnection } from './docker/client.js';
-import { ensureImage, PROJECT_BASE_ARG, PROJECT_IMAGE_REPOSITORY, type EnsuredImage, type ImageSpec } from './docker/image.js';
+import type { DockerConnection } from './docker/client.js';
+import { Runner } from './runner.js';
+import { PROJECT_BASE_ARG, PROJECT_IMAGE_REPOSITORY, type EnsuredImage, type ImageSpec } from './docker/image.js';
 import { EgressPath, EgressProxyLostError, PROXY_ALIAS, PROXY_PORT, type EgressSpec } from './docker/egress.js';
 import { hostAllowed, UNRESOLVED, type UpstreamCheck } from './proxy/egress-proxy.js';
 import { EGRESS_LOG, EgressAudit } from './report/egress-audit.js';
@@ -45,7 +46,6 @@ import { defuseGitEntries, snapshotGitEntries, type GitEntry } from './git/guard
 import { credentialWarning, quarantineSecretFiles, scrubCommits, secretPatterns, type ScrubResult } from './git/secret-scan.js';
 import { RunLog, runsRoot } from './report/run-log.js';
 import { acquireRepoLock, lockHolder, type RepoLock, type RepoLockInfo } from './run-lock.js';
-import { collectGarbage } from './gc.js';
 import type { ChangeSummary, EgressSummary, RunReport, RunStatus, VerifyResult } from './report/types.js';
 import type { Progress } from './ui/progress.js';
 import { PACKAGE_ROOT, VERSION } from './version.js';
@@ -84,6 +84,24 @@ export interface RunContext {
    * the report's modules) is done then, while the tool waits, instead of before the agent starts or after it ends.
    */
   whileAgentRuns?: () => void;
+  /**
+   * The process's runner (daemon connections, images, the leftover sweep, shared between runs); default: one made
+   * for this run.
+   */
+  runner?: Runner;
+  /** Called whenever the agent's live figures change (a turn ended, a tool was called), after `progress.detail`. */
+  onAgentProgress?: (live: AgentLive) => void;
+}
+
+/** The agent's live figures while it runs, from its stream. */
+export interface AgentLive {
+  turn: number;
+  /** Tokens so far, all kinds. */
+  tokens: number;
+  /** The last tool call, on one line ('' before the first). */
+  tool: string;
+  /** Cost so far in US dollars, when the agent reports it. */
+  costUsd: number | undefined;
 }
 
 /** A finished run: its report and the exit code it maps to. */
@@ -142,6 +160,8 @@ export interface Preflight {
   lock?: RepoLock;
   /** Another live run holding the checkout, if any (this run then copies the workspace). */
   busy?: RepoLockInfo;
+  /** The runner the run borrows its daemon connection, image and sweep from. */
+  runner: Runner;
 }
 
 /**
@@ -154,14 +174,16 @@ export interface Preflight {
 export async function preflight(config: RunConfig, context: RunContext): Promise<Preflight> {
   context.progress.phase('Checking the repository');
   // The daemon connection is made while git checks the repository; its failure is reported after theirs.
-  const connecting = connectDocker(connectOptionsFor(config, context.env, context.signal));
+  const runner = context.runner ?? new Runner(context.env);
+  const connecting = runner.connect(config, context.signal);
   connecting.catch(() => undefined);
   const repo = await openRepo(config.project);
   const runId = newRunId(new Date());
   // A run holding this checkout (mount mode) owns its working tree: this one copies instead, from the
   // commit that run started at, and leaves the tree alone.
   // (--workspace copy takes no lock, but still starts from a holder's base commit.)
-  const taken = config.workspace === 'copy' ? undefined : await acquireRepoLock(stateRoot(context.env), repo.root, { runId, baseCommit: repo.head.commit });
+  const baseCommit = config.baseCommit ?? repo.head.commit;
+  const taken = config.workspace === 'copy' ? undefined : await acquireRepoLock(stateRoot(context.env), repo.root, { runId, baseCommit });
   let lock = taken?.lock;
   const busy = taken ? taken.holder : await lockHolder(stateRoot(context.env), repo.root);
   try {
@@ -208,7 +230,7 @@ export async function preflight(config: RunConfig, context: RunContext): Promise
     }
     if (busy) context.notice(`The working tree is in use by run ${busy.runId}; this run copies the workspace, based on ${busy.baseCommit.slice(0, 12)}.`);
     context.progress.succeed(`Connected to Docker · workspace: ${workspace}`);
-    return { repo, branch, plugin, docker, workspace, runId, lock, busy };
+    return { repo, branch, plugin, docker, workspace, runId, lock, busy, runner };
   } catch (error) {
     await lock?.release();
     throw error;
@@ -225,19 +247,19 @@ export async function preflight(config: RunConfig, context: RunContext): Promise
 export async function runTask(config: RunConfig, context: RunContext): Promise<RunResult> {
   const started = context.startedAt ?? Date.now();
   const checked = await preflight(config, context);
-  const { repo, branch, plugin, docker, workspace, runId, lock, busy } = checked;
+  const { repo, branch, plugin, docker, workspace, runId, lock, busy, runner } = checked;
   // The image is checked (or built) and containers whose agent-worker died (kill -9) are removed while
   // the run is set up; a failure is raised where it is awaited, inside the try below.
-  const imageReady = prepareImage(docker, plugin, config, context);
+  const imageReady = prepareImage(runner, docker, plugin, config, context);
   imageReady.catch(() => undefined);
-  const sweeping = collectGarbage(docker.docker, { all: false }).then(
+  const sweeping = runner.sweep(docker).then(
     (swept) => {
       if (swept.length > 0) context.notice(`Removed ${swept.length} container(s) left by agent-worker runs that died: ${swept.map((c) => c.runId).join(', ')}`);
     },
     (error: unknown) => log('gc: %s', errorMessage(error)),
   );
   const head = repo.head;
-  const base = busy?.baseCommit ?? head.commit;
+  const base = config.baseCommit ?? busy?.baseCommit ?? head.commit;
   // The agent gets placeholders and the egress proxy as its API; only the proxy holds the real credentials.
   // Without a model API (the exec agent without --base-url) the proxy only tunnels to allowed hosts.
   const modelApi = modelApiUrl(config, plugin);
@@ -484,7 +506,7 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
     if (!agentStarted) {
       // Whatever else failed, the branch is not switched or deleted under a git command still running.
       await branchReady?.catch(() => undefined);
-      if (branchCreated) await abandonBranch(repo, branch, head).catch((undoError: unknown) => log('abandon branch: %s', errorMessage(undoError)));
+      if (branchCreated) await abandonBranch(repo, branch, head, base).catch((undoError: unknown) => log('abandon branch: %s', errorMessage(undoError)));
     } else if (!(await branchExists(repo, branch))) {
       // The agent ran: keep whatever can be kept on the branch (nothing can come from a lost daemon).
       if (!(error instanceof DaemonLostError)) {
@@ -575,12 +597,12 @@ export function imageSpecs(config: Pick<RunConfig, 'caCert' | 'dockerfile'>, plu
  * Dockerfile. Each is reused when its content-hash tag exists.
  * @throws ImageBuildError (also when --build-timeout runs out).
  */
-async function prepareImage(docker: DockerConnection, plugin: AgentPlugin, config: RunConfig, context: RunContext): Promise<RunReport['image']> {
+async function prepareImage(runner: Runner, docker: DockerConnection, plugin: AgentPlugin, config: RunConfig, context: RunContext): Promise<RunReport['image']> {
   const specs = imageSpecs(config, plugin, context.env);
   const buildTimeout = AbortSignal.timeout(config.buildTimeoutSeconds * 1000);
   const options = { force: config.forceRebuild, signal: AbortSignal.any([context.signal, buildTimeout]), onProgress: (line: string) => context.progress.detail(line) };
   const ensure = (spec: ImageSpec): Promise<EnsuredImage> =>
-    ensureImage(docker.docker, spec, options).catch((error: unknown) => {
+    runner.ensureImage(docker, spec, options).catch((error: unknown) => {
       if (buildTimeout.aborted && !context.signal.aborted && error instanceof ImageBuildError) {
         throw new ImageBuildError(`Building the image took longer than --build-timeout (${config.buildTimeoutSeconds} s) and was stopped.`, error.logTail, { cause: error });
       }
@@ -732,7 +754,7 @@ export async function runAgent(
   plugin: AgentPlugin,
   runLog: RunLog,
   config: Pick<RunConfig, 'timeoutSeconds'>,
-  context: Pick<RunContext, 'progress' | 'signal' | 'whileAgentRuns'>,
+  context: Pick<RunContext, 'progress' | 'signal' | 'whileAgentRuns' | 'onAgentProgress'>,
   afterResultGraceMs = AFTER_RESULT_GRACE_MS,
 ): Promise<{ exit: ContainerExit; outcome: AgentOutcome; stderrTail: string[]; agentWallMs: number | null }> {
   const parser = plugin.createParser();
@@ -740,6 +762,7 @@ export async function runAgent(
   const show = (): void => {
     const cost = live.costUsd === undefined ? '' : ` · $${live.costUsd.toFixed(4)}`;
     context.progress.detail(`turn ${live.turn}${live.tool ? ` · ${live.tool}` : ''} · ${live.tokens.toLocaleString('en-US')} tokens${cost}`);
+    context.onAgentProgress?.({ ...live });
   };
   const onEvent = (event: AgentEvent): void => {
     if (event.kind === 'turn') {

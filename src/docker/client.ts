@@ -42,6 +42,10 @@ export interface DaemonInfo {
    * endpoint on loopback whose daemon reports this host's name.
    */
   seesHostPaths: boolean;
+  /** CPUs the daemon's machine has (`docker info` NCPU); null when it did not say. */
+  cpus: number | null;
+  /** Memory of the daemon's machine (`docker info` MemTotal), in bytes; null when it did not say. */
+  memoryBytes: number | null;
 }
 
 /** A connected daemon. */
@@ -241,7 +245,7 @@ export async function connectDocker(options: DockerConnectOptions): Promise<Dock
       CONNECT_TIMEOUT_MS,
       `the Docker daemon at ${endpoint.url} to answer`,
       options.signal,
-    )) as [Docker.DockerVersion, { Name?: string }];
+    )) as [Docker.DockerVersion, { Name?: string; NCPU?: number; MemTotal?: number }];
     const modem = docker.modem as unknown as { socketPath?: string; host?: string; protocol?: string };
     const seesHostPaths = Boolean(modem.socketPath) || (modem.protocol !== 'ssh' && isLoopback(String(modem.host ?? '')) && info.Name === os.hostname());
     const daemon: DaemonInfo = {
@@ -251,6 +255,8 @@ export async function connectDocker(options: DockerConnectOptions): Promise<Dock
       version: version.Version,
       platform: `${version.Os}/${version.Arch}`,
       seesHostPaths,
+      cpus: typeof info.NCPU === 'number' && info.NCPU > 0 ? info.NCPU : null,
+      memoryBytes: typeof info.MemTotal === 'number' && info.MemTotal > 0 ? info.MemTotal : null,
     };
     log('connected: %o', daemon);
     return { docker, info: daemon };

@@ -164,13 +164,14 @@ export async function createBranch(repo: Repo, branch: string, base: string): Pr
 
 /**
  * Undoes {@link createBranch} for a run abandoned before the agent started: checks out the
- * previous HEAD again and deletes `branch` if it still points at the base commit (so nothing is lost).
+ * previous HEAD again and deletes `branch` if it still points at its base commit (so nothing is lost).
+ * @param base the commit the branch was created at (default: the previous HEAD's).
  */
-export async function abandonBranch(repo: Repo, branch: string, previous: HeadState): Promise<void> {
+export async function abandonBranch(repo: Repo, branch: string, previous: HeadState, base = previous.commit): Promise<void> {
   log('abandon branch %s, back to %s', branch, previous.branch ?? previous.commit);
   await repo.git.raw(['checkout', previous.branch ?? previous.commit]);
   const tip = (await repo.git.raw(['rev-parse', '--verify', `refs/heads/${branch}`])).trim();
-  if (tip === previous.commit) await repo.git.raw(['branch', '-D', branch]);
+  if (tip === base) await repo.git.raw(['branch', '-D', branch]);
 }
 
 /**
