@@ -12,7 +12,7 @@ import { AgentWorkerError, ConfigError, ExitCode, ImageBuildError, errorMessage,
 const HANDLED_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
 /** The subcommands {@link main} dispatches on. */
-const COMMANDS = ['doctor', 'runs', 'logs', 'gc'] as const;
+const COMMANDS = ['batch', 'doctor', 'runs', 'logs', 'gc'] as const;
 /** Most edits (optimal string alignment distance) between a mistyped command and the command it suggests. */
 const COMMAND_TYPO_EDITS = 2;
 
@@ -20,6 +20,8 @@ const COMMAND_TYPO_EDITS = 2;
 const COMMANDS_HELP = `
 Commands:
   agent-worker [options]            run a task (the default; see the options above)
+  agent-worker batch <file> [options] [--parallel N] [--retries N] [--resume ID]
+                                    run the tasks of a YAML or JSON Lines file in parallel; one rollup
   agent-worker doctor [options]     check that a run would start (takes the run's options; --json)
   agent-worker runs [--limit N] [--project P] [--json]
                                     list recent runs: id, project, branch, status, cost, duration
@@ -33,7 +35,8 @@ Exit codes:
   4 uncommitted changes 5 bad/existing branch 6 Docker unreachable  7 no credentials
   8 image build failed 9 container setup     10 collecting failed  11 out of memory
   12 verify failed     13 max turns reached  14 budget exceeded    124 timed out
-  15 credential leak   70 internal error    129/130/143 interrupted (SIGHUP/SIGINT/SIGTERM)`;
+  15 credential leak   16 batch: a task did not succeed
+  70 internal error    129/130/143 interrupted (SIGHUP/SIGINT/SIGTERM)`;
 
 const EXAMPLES_HELP = `
 Examples:
@@ -47,6 +50,17 @@ a flag beats the environment, which beats .env.`;
 /** Settings `doctor` leaves out of its options: they describe a task, and doctor runs none. */
 const DOCTOR_IGNORES = new Set(['task', 'taskFile', 'branch', 'verify']);
 
+const BATCH_HELP = `
+The run options above are defaults for every task; the file's defaults beat them, a task's own value beats both.
+Task file (YAML; JSON Lines with .jsonl, one task per line, an optional {"defaults": {…}} first):
+  defaults: { agentType: codex, timeout: 900, verify: npm test }
+  tasks:
+    - { project: ../api, task: Fix the flaky login test, branch: fix/login }
+    - { project: ../web, taskFile: tasks/docs.md, base: release-2, workspace: copy }
+Exit code: 0 when every task succeeded, 16 when one did not (each task's status is in the report), 2 for an
+invalid file (every problem listed with its line; nothing ran), 130 when interrupted (the rollup still prints).
+Example: agent-worker batch tasks.yaml --parallel 4 --retries 2 --json`;
+
 const DOCTOR_HELP = `
 Each check prints ✓ (ok), ✗ (a run would not start; the fix follows) or – (not checked, or not needed).
 Exit code: 0 when a run would start, else the code that run would fail with (see agent-worker --help).
@@ -56,7 +70,7 @@ Example: agent-worker doctor --remote-docker ssh://me@build-box --json`;
  * The run's command-line program: every setting of {@link SETTINGS} as an option, grouped, with its
  * environment variable and default in the help.
  */
-async function buildProgram(name: string, description: string, options: { doctor?: boolean } = {}): Promise<Command> {
+async function buildProgram(name: string, description: string, options: { doctor?: boolean; batch?: boolean } = {}): Promise<Command> {
   const [{ Command: CommandClass, Option }, { SETTINGS }] = await Promise.all([import('commander'), import('./config.js')]);
   const program = new CommandClass(name)
     .description(description)
@@ -72,9 +86,16 @@ async function buildProgram(name: string, description: string, options: { doctor
     if (key === 'allowHost') option.argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value]);
     program.addOption(option);
   }
-  program.addHelpText('after', options.doctor ? DOCTOR_HELP : `${COMMANDS_HELP}\n${EXIT_CODES_HELP}\n${EXAMPLES_HELP}`);
+  if (options.batch) {
+    program
+      .argument('<file>', 'the task file: YAML, or JSON Lines (.jsonl)')
+      .option('--parallel <n>', 'most tasks running at once [default: what the daemon\'s CPUs and memory allow for --cpus/--memory]')
+      .option('--retries <n>', 'run a task again this often when it failed for an infrastructure reason (daemon, image build network, container start) [default: 0]')
+      .option('--resume <batchId>', 'resume that batch: its successful tasks are skipped, the others run again');
+  }
+  program.addHelpText('after', options.doctor ? DOCTOR_HELP : options.batch ? BATCH_HELP : `${COMMANDS_HELP}\n${EXIT_CODES_HELP}\n${EXAMPLES_HELP}`);
   // A run's stray word is reported by parseFlags: a mistyped command gets a suggestion.
-  if (!options.doctor) program.allowExcessArguments();
+  if (!options.doctor && !options.batch) program.allowExcessArguments();
   program.exitOverride();
   return program;
 }
@@ -235,6 +256,46 @@ async function doctor(argv: string[]): Promise<number> {
   }
 }
 
+/** `agent-worker batch <file> [run options] [--parallel N] [--retries N] [--resume ID]` (src/commands/batch.ts). */
+async function batch(argv: string[]): Promise<number> {
+  const modules = Promise.all([import('debug'), import('./commands/batch.js')]);
+  modules.catch(() => undefined);
+  const program = await buildProgram('agent-worker batch', 'Run the tasks of a task file, in parallel, and print one rollup.', { batch: true });
+  const flags = parseFlags(program, argv);
+  if (typeof flags === 'number') return flags;
+  const { parallel, retries, resume, ...runFlags } = flags as RawFlags & { parallel?: string; retries?: string; resume?: string };
+  const controller = new AbortController();
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (controller.signal.aborted) {
+      process.stderr.write(`agent-worker: ${signal} again, exiting now; containers labelled dev.agent-worker.managed may be left behind.\n`);
+      process.exit(interruptExitCode(signal));
+    }
+    process.stderr.write(`\nagent-worker: ${signal} received, stopping every task (running agents are stopped and their work committed)…\n`);
+    controller.abort(signal);
+  };
+  for (const signal of HANDLED_SIGNALS) process.on(signal, onSignal);
+  try {
+    const [{ default: createDebug }, { batchCommand }] = await modules;
+    if (runFlags.debug) createDebug.enable('agent-worker:*');
+    return await batchCommand(program.args[0]!, runFlags, { parallel, retries, resume }, {
+      cwd: process.cwd(),
+      env: process.env,
+      stdout: process.stdout,
+      stderr: process.stderr,
+      color: stdoutColor(Boolean(runFlags.json)),
+      signal: controller.signal,
+      uid: process.getuid?.() ?? 1000,
+      gid: process.getgid?.() ?? 1000,
+      readStdin,
+      hostTimeZone: Intl.DateTimeFormat().resolvedOptions().timeZone,
+    });
+  } catch (error) {
+    return printError(error, Boolean(runFlags.debug));
+  } finally {
+    for (const signal of HANDLED_SIGNALS) process.off(signal, onSignal);
+  }
+}
+
 /** `agent-worker runs …` and `agent-worker logs …` (src/commands/history.ts). */
 async function history(command: 'runs' | 'logs', argv: string[]): Promise<number> {
   const { runsCommand, logsCommand } = await import('./commands/history.js');
@@ -260,6 +321,7 @@ async function main(argv: string[]): Promise<number> {
   }
   if (first === 'gc') return gc(argv.slice(3));
   if (first === 'doctor') return doctor(argv.slice(3));
+  if (first === 'batch') return batch(argv.slice(3));
   if (first === 'runs' || first === 'logs') return history(first, argv.slice(3));
   return run(argv.slice(2));
 }

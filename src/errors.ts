@@ -40,6 +40,8 @@ export const ExitCode = {
    * run's quarantine folder instead of the branch, so the work there is incomplete.
    */
   credentialLeak: 15,
+  /** `batch`: at least one task did not succeed (each task's own status is in the batch's report). */
+  batchFailed: 16,
   /** The run reached --timeout and the container was killed. */
   timedOut: 124,
   /** Unexpected internal error. */
