@@ -4,7 +4,7 @@
  */
 import { Chalk, type ChalkInstance } from 'chalk';
 import Table from 'cli-table3';
-import type { FileChange, FileChangeStatus, RunReport, RunStatus } from './types.js';
+import type { ContainerResources, FileChange, FileChangeStatus, RunReport, RunStatus } from './types.js';
 
 /** Length of abbreviated commit ids in the table, in hex digits. */
 export const SHORT_COMMIT_LENGTH = 12;
@@ -34,7 +34,8 @@ export interface RenderTableOptions {
 /**
  * Renders `report` as text tables: a summary table (branch, base and head commits, duration, the agent process's
  * time and agent-worker's own, status with the agent's own reason when it failed, agent exit code,
- * agent and model, tokens, cost, turns, lines added/removed, files changed), then a table of changed files (status,
+ * agent and model, tokens, cost, turns, lines added/removed, files changed, image, and what the container used when
+ * the report has it), then a table of changed files (status,
  * path — `old → new` for renames, `+added`, `−removed`, `bin` for binary files), then the log folder.
  *
  * Control characters in paths and names (tabs, newlines) are shown escaped (`\t`, `\n`) so each file stays on one row.
@@ -78,6 +79,8 @@ export function renderReportTable(report: RunReport, options: RenderTableOptions
     [label('files changed'), formatCount(changes.filesChanged)],
     [label('image'), `${report.image.tag} (${report.image.built ? `built in ${formatDuration(report.image.buildMs)}` : 'cached'})`],
   );
+  // Reports of earlier versions have no resources.
+  if (report.resources) summary.push([label('resources'), formatResources(report.resources)]);
   // A blocked agent is often why a run failed: what the egress proxy refused is shown whenever there was any.
   if (report.egress && report.egress.refused > 0) {
     const hosts = report.egress.refusedHosts.map(printable).join(', ');
@@ -163,6 +166,21 @@ export function formatCount(n: number): string {
 /** A cost in US dollars with 4 decimals (`$0.0123`), or `—` when unknown (null). */
 export function formatCost(usd: number | null): string {
   return usd === null ? '—' : `$${usd.toFixed(4)}`;
+}
+
+/** Bytes in a MiB and a GiB. */
+const MIB = 1024 * 1024;
+const GIB = 1024 * MIB;
+
+/**
+ * What the container used, on one line: `CPU 1.4 s · peak memory 212 MiB` (CPU seconds to one decimal; memory in
+ * whole MiB, from 1 GiB up in GiB to one decimal). A value the engine could not give (null) shows as `unknown`.
+ */
+export function formatResources(resources: ContainerResources): string {
+  const cpu = resources.cpuSeconds === null ? 'unknown' : `${resources.cpuSeconds.toFixed(1)} s`;
+  const bytes = resources.peakMemoryBytes;
+  const memory = bytes === null ? 'unknown' : bytes >= GIB ? `${(bytes / GIB).toFixed(1)} GiB` : `${Math.round(bytes / MIB)} MiB`;
+  return `CPU ${cpu} \u00b7 peak memory ${memory}`;
 }
 
 function shortCommit(sha: string): string {

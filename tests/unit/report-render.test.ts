@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatCost, formatCount, formatDuration, renderReportJson, renderReportTable } from '../../src/report/render.js';
+import { formatCost, formatCount, formatDuration, formatResources, renderReportJson, renderReportTable } from '../../src/report/render.js';
 import type { RunReport } from '../../src/report/types.js';
 
 // eslint-disable-next-line no-control-regex
@@ -155,6 +155,17 @@ describe('renderReportTable', () => {
     expect(refused).toMatch(/egress refused\s+│?\s*2 \(example\.com, evil\\ttest\); allow with --allow-host/);
     expect(renderReportTable(makeReport({ egress: { allowed: 5, refused: 0, refusedHosts: [] } }), { color: false })).not.toContain('egress');
     expect(renderReportTable(makeReport(), { color: false })).not.toContain('egress');
+  });
+
+  it('shows what the container used, only when the report has it, and "unknown" for what the engine could not say', () => {
+    const measured = renderReportTable(makeReport({ resources: { peakMemoryBytes: 222_298_112, cpuSeconds: 1.4321 } }), { color: false });
+    expect(measured).toMatch(/resources\s+│?\s*CPU 1\.4 s · peak memory 212 MiB/);
+    const unknown = renderReportTable(makeReport({ resources: { peakMemoryBytes: null, cpuSeconds: null } }), { color: false });
+    expect(unknown).toMatch(/resources\s+│?\s*CPU unknown · peak memory unknown/);
+    // Reports of earlier versions have no resources: no row.
+    expect(renderReportTable(makeReport(), { color: false })).not.toContain('resources');
+    expect(formatResources({ peakMemoryBytes: 3 * 1024 ** 3 + 512 * 1024 ** 2, cpuSeconds: null })).toBe('CPU unknown · peak memory 3.5 GiB');
+    expect(formatResources({ peakMemoryBytes: null, cpuSeconds: 0.04 })).toBe('CPU 0.0 s · peak memory unknown');
   });
 
   it('colours when asked', () => {
