@@ -101,7 +101,7 @@ async function buildProgram(name: string, description: string, options: { doctor
 }
 
 /** Parses `argv` (after the command name); returns the flags, or the exit code when parsing ended the command (help, version, error). */
-function parseFlags(program: Command, argv: string[]): RawFlags | number {
+function parseFlags(program: Command, argv: string[], options: { positional?: number } = {}): RawFlags | number {
   try {
     program.parse(argv, { from: 'user' });
   } catch (error) {
@@ -110,7 +110,7 @@ function parseFlags(program: Command, argv: string[]): RawFlags | number {
     if (kind === 'commander.helpDisplayed' || kind === 'commander.version' || kind === 'commander.help') return 0;
     return code === 0 ? 0 : ExitCode.usage;
   }
-  if (program.args.length > 0) {
+  if (program.args.length > (options.positional ?? 0)) {
     const word = program.args[0]!;
     const suggestions = similarCommands(word);
     if (suggestions.length > 0) process.stderr.write(`agent-worker: unknown command ${JSON.stringify(word)}. Did you mean ${suggestions.join(' or ')}?\n`);
@@ -261,7 +261,7 @@ async function batch(argv: string[]): Promise<number> {
   const modules = Promise.all([import('debug'), import('./commands/batch.js')]);
   modules.catch(() => undefined);
   const program = await buildProgram('agent-worker batch', 'Run the tasks of a task file, in parallel, and print one rollup.', { batch: true });
-  const flags = parseFlags(program, argv);
+  const flags = parseFlags(program, argv, { positional: 1 });
   if (typeof flags === 'number') return flags;
   const { parallel, retries, resume, ...runFlags } = flags as RawFlags & { parallel?: string; retries?: string; resume?: string };
   const controller = new AbortController();

@@ -42,11 +42,12 @@ import { hostAllowed, UNRESOLVED, type UpstreamCheck } from './proxy/egress-prox
 import { EGRESS_LOG, EgressAudit } from './report/egress-audit.js';
 import { AgentContainer, agentProcessMark, API_UNREACHABLE_EXIT_CODE, DaemonLostError, FIREWALL_EXIT_CODE, removeTimeoutMs, type ContainerExit, type WorkspaceSpec } from './docker/container.js';
 import { ByteLineSplitter, LineSplitter } from './stream/lines.js';
+import { watchResources, type ResourceWatch } from './docker/stats.js';
 import { defuseGitEntries, snapshotGitEntries, type GitEntry } from './git/guard.js';
 import { credentialWarning, quarantineSecretFiles, scrubCommits, secretPatterns, type ScrubResult } from './git/secret-scan.js';
 import { RunLog, runsRoot } from './report/run-log.js';
 import { acquireRepoLock, lockHolder, type RepoLock, type RepoLockInfo } from './run-lock.js';
-import type { ChangeSummary, EgressSummary, RunReport, RunStatus, VerifyResult } from './report/types.js';
+import type { ChangeSummary, ContainerResources, EgressSummary, RunReport, RunStatus, VerifyResult } from './report/types.js';
 import type { Progress } from './ui/progress.js';
 import { PACKAGE_ROOT, VERSION } from './version.js';
 
@@ -309,6 +310,7 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
   }
 
   let container: AgentContainer | undefined;
+  let resourceWatch: ResourceWatch | undefined;
   let egress: EgressPath | undefined;
   const audit = await EgressAudit.open(path.join(runLog.dir, EGRESS_LOG));
   let agentStarted = false;
@@ -411,6 +413,8 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
       limits: { memoryBytes: config.memoryBytes, cpus: config.cpus, pidsLimit: config.pidsLimit },
     });
     runLog.note(`container ${container.shortId} created`);
+    // What the container uses is read from its cgroup while it runs (Docker stats API, a frame a second).
+    resourceWatch = watchResources(container.container);
     await branchReady;
     throwIfAborted(context.signal);
 
@@ -438,6 +442,7 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
       },
     );
     const ran = await runAgent(container, plugin, runLog, config, context);
+    const resources = resourceWatch.stop();
     const { exit, stderrTail, agentWallMs } = ran;
     const outcome = await settleOutcome(plugin, container, ran, scratch).catch((error: unknown) => {
       runLog.note(`reading the agent's ending failed: ${errorMessage(error)}`);
@@ -495,6 +500,7 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
       logDir: runLog.dir,
       warnings,
       verify,
+      resources: await resources,
     });
     runLog.note(`status ${status}; head ${report.headCommit}; ${report.changes.filesChanged} file(s) changed`);
     await runLog.writeReport(report);
@@ -517,6 +523,7 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
       await keepWork('agent_error').catch((keepError: unknown) => runLog.note(`keeping the work failed: ${errorMessage(keepError)}`));
     }
     // Never throws: the error that ended the run is the one reported. A lost daemon gets a short try.
+    void resourceWatch?.stop();
     const leftBehind = await container?.removeAfterWork(error instanceof DaemonLostError ? LOST_DAEMON_REMOVE_MS : removeTimeoutMs(context.env));
     if (leftBehind && !warnings.includes(leftBehind)) warn(leftBehind);
     for (const left of (await egress?.remove(removeTimeoutMs(context.env))) ?? []) if (!warnings.includes(left)) warn(left);
@@ -874,6 +881,8 @@ async function buildReport(input: {
   image: RunReport['image'];
   warnings: string[];
   verify: VerifyResult | null;
+  /** What the agent's container used (Docker stats API). */
+  resources: ContainerResources;
   agentWallMs: number | null;
   /** The agent's own reason for failing, shortened ({@link agentFailureReason}); undefined when it did not fail. */
   agentError?: string;
@@ -909,6 +918,7 @@ async function buildReport(input: {
     image: input.image,
     warnings: input.warnings,
     verify: input.verify,
+    resources: input.resources,
     logDir: input.logDir,
   };
 }

@@ -367,11 +367,9 @@ async function freeBranch(repo: Repo, branch: string): Promise<string> {
  * @throws PreflightError-like AgentWorkerError (exit 5) when it names no commit.
  */
 async function resolveBase(repo: Repo, base: string): Promise<string> {
-  try {
-    return (await repo.git.raw(['rev-parse', '--verify', '--quiet', '--end-of-options', `${base}^{commit}`])).trim();
-  } catch {
-    throw new AgentWorkerError(`base: ${JSON.stringify(base)} names no commit in ${repo.root}.`, ExitCode.badBranch, 'Name a branch, tag or commit of that repository.');
-  }
+  const commit = await repo.git.raw(['rev-parse', '--verify', '--end-of-options', `${base}^{commit}`]).then((out) => out.trim(), () => '');
+  if (/^[0-9a-f]{40,64}$/.test(commit)) return commit;
+  throw new AgentWorkerError(`base: ${JSON.stringify(base)} names no commit in ${repo.root}.`, ExitCode.badBranch, 'Name a branch, tag or commit of that repository.');
 }
 
 /** Checks out the branch (or commit) the repository was on; a warning when it cannot (its tree is not clean). */

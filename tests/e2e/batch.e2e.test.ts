@@ -5,7 +5,8 @@
  * injected for one task; --resume; Ctrl-C mid-batch; the API used from a script.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
@@ -213,7 +214,7 @@ describe.runIf(hasDocker)('agent-worker batch (real agents, scripted APIs)', { t
     );
     const second = await runBatch(runProblems, []);
     expect(second.code, second.stderr).toBe(2);
-    expect(second.stderr).toMatch(/bad\.jsonl:2: task 2: .*not a git/i);
+    expect(second.stderr).toMatch(/bad\.jsonl:2: task 2: .*not inside a git/i);
     expect(second.stderr).toMatch(/bad\.jsonl:3: task 3: .*uncommitted/i);
     expect(second.stderr).toMatch(/bad\.jsonl:4: task 4: .*bad\.\.name/);
     expect(second.stderr).toMatch(/bad\.jsonl:5: task 5: .*no-such-ref/);
@@ -322,7 +323,8 @@ describe.runIf(hasDocker)('agent-worker batch (real agents, scripted APIs)', { t
           'console.log(JSON.stringify({ cost, total: report.totals.costUsd, statuses: report.tasks.map((t) => t.status), finished: events.filter((e) => e === "task-finished").length }));',
         ].join('\n'),
       );
-      const out = execFileSync(process.execPath, [script], { cwd: dir, env: { PATH: process.env.PATH, HOME: process.env.HOME, XDG_STATE_HOME: stateDir, ANTHROPIC_API_KEY: TEST_API_KEY }, encoding: 'utf8', timeout: 600_000 });
+      // Asynchronously: the scripted API answers from this process.
+      const { stdout: out } = await promisify(execFile)(process.execPath, [script], { cwd: dir, env: { PATH: process.env.PATH, HOME: process.env.HOME, XDG_STATE_HOME: stateDir, ANTHROPIC_API_KEY: TEST_API_KEY }, encoding: 'utf8', timeout: 600_000 });
       const parsed = JSON.parse(out.trim().split('\n').pop()!) as { cost: number; total: number; statuses: string[]; finished: number };
       expect(parsed.statuses).toEqual(['success', 'success', 'success']);
       expect(parsed.finished).toBe(3);
