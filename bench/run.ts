@@ -12,13 +12,16 @@
  * | cache check          | 2nd+ `ensureImage` of a 50 MB project image context     | (absolute)                                     | ≤ 50 ms |
  * | report on a big diff | `diffChanges` of 10,000 changed files                   | `git diff --numstat -z` alone                  | ≤ 1.3   |
  * | proxy latency        | first SSE byte through the egress proxy                 | the same request straight to the server        | ≤ 5 ms added |
+ * | batch wall time      | `batch` of 8 four-turn tasks on 8 repositories, --parallel 4 | 2 × one warm run's wall time              | ≤ 1.3   |
+ * | batch overhead       | per task in that batch: report durationMs − agent.wallMs, mean | the warm figure's baseline (docker run + git branch) | ≤ 1.2 |
+ * | batch memory         | the batch process's peak RSS                            | one warm run's peak RSS                        | ≤ 2.0   |
  *
  * The model API is the scripted fixture of the e2e tests (tests/fixtures/fake-anthropic.ts), so the figures
  * measure the tool, not a model. The CLI under test is the built `dist/src/cli.js` (`npm run bench` builds it).
  *
  * Environment: BENCH_REPS (warm runs and diff/cache repetitions, default 5), BENCH_MEMORY_REPS (runs of
  * each size for the memory figure, default 3), BENCH_TIMELINE=1 (print each warm run's debug timeline),
- * BENCH_ONLY (comma-separated figure ids to run: warm,cold,startup,memory,cache,diff,proxy; default all),
+ * BENCH_ONLY (comma-separated figure ids to run: warm,cold,startup,memory,cache,diff,proxy,batch; default all),
  * AGENT_WORKER_TEST_CA_CERT (CA bundle for the image, default /etc/ssl/certs/ca-certificates.crt, as the
  * tests use).
  */
@@ -43,7 +46,7 @@ const STARTUP_REPS = 20;
 const MEMORY_REPS = Number(process.env.BENCH_MEMORY_REPS ?? 3);
 /** Print each warm run's debug timeline (the CLI runs with DEBUG=agent-worker:*, which costs a little). */
 const TIMELINE = process.env.BENCH_TIMELINE === '1';
-const ONLY = new Set((process.env.BENCH_ONLY ?? 'warm,cold,startup,memory,cache,diff,proxy').split(',').map((id) => id.trim()));
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'warm,cold,startup,memory,cache,diff,proxy,batch').split(',').map((id) => id.trim()));
 const API_KEY = 'sk-ant-bench-0123456789abcdef';
 const RESULTS_FILE = path.join(import.meta.dirname, 'results.json');
 const FLOOR_SCRIPT = path.join(import.meta.dirname, 'node-floor.mjs');
@@ -218,6 +221,9 @@ function fourTurnRepo(): string {
 
 // ---------------------------------------------------------------------------------------------------------
 
+/** What the warm runs measured, for the batch figures' baselines. */
+const warmRuns: { wallMs: number[]; peakRssMiB: number[]; baselineMs: number[] } = { wallMs: [], peakRssMiB: [], baselineMs: [] };
+
 /** warm-run overhead and (with `cold`) warm vs cold. */
 async function benchWarmAndCold(): Promise<void> {
   const overhead: number[] = [];
@@ -240,6 +246,8 @@ async function benchWarmAndCold(): Promise<void> {
       const agent = run.report.agent.wallMs;
       if (agent === null) throw new Error('the report has no agent.wallMs');
       warmWall.push(run.wallMs);
+      warmRuns.wallMs.push(run.wallMs);
+      warmRuns.peakRssMiB.push(peakRssMiB(run.report.logDir));
       agentMs.push(agent);
       overhead.push(run.wallMs - agent);
       // Baseline, same repo and image: `docker run --rm IMAGE true` + creating a git branch.
@@ -249,6 +257,7 @@ async function benchWarmAndCold(): Promise<void> {
         execFileSync('git', ['branch', `bench-baseline-${rep}`], { cwd: repo, stdio: 'ignore' });
       });
       baseline.push(base);
+      warmRuns.baselineMs.push(base);
       // Context, not the figure: the same work done by a bare node process (raw Docker API, no library).
       floor.push(timeSync(() => execFileSync(process.execPath, [FLOOR_SCRIPT, run.report.image.tag, repo, `bench-floor-${rep}`], { stdio: 'ignore' })));
       progress(`warm run ${rep + 1}/${REPS}: tool ${Math.round(run.wallMs)} ms, agent ${agent} ms, overhead ${Math.round(run.wallMs - agent)} ms; baseline ${Math.round(base)} ms; node floor ${Math.round(floor[floor.length - 1]!)} ms`);
@@ -291,6 +300,70 @@ async function benchWarmAndCold(): Promise<void> {
       note: 'cold: 1 repetition (an image build from scratch, no layer cache)',
     });
   }
+}
+
+/** Tasks in the batch figures, and how many run at once. */
+const BATCH_TASKS = 8;
+const BATCH_PARALLEL = 4;
+
+/**
+ * The batch figures: `agent-worker batch` of {@link BATCH_TASKS} four-turn tasks on as many repositories at
+ * `--parallel` {@link BATCH_PARALLEL}, image cached, against one scripted server (it serves each conversation from its
+ * own history). Baselines from the warm runs of the same invocation (run first when `warm` is not selected).
+ */
+async function benchBatch(): Promise<void> {
+  if (warmRuns.wallMs.length === 0) {
+    progress('batch: warm runs for the baselines (3)');
+    for (let rep = 0; rep < 3; rep += 1) {
+      const repo = fourTurnRepo();
+      const run = await runAgent(repo, fourTurnScript(), ['--branch', `bench-batch-base-${rep}`, '--task', 'Add the answer module, reword line2, delete old.txt']);
+      warmRuns.wallMs.push(run.wallMs);
+      warmRuns.peakRssMiB.push(peakRssMiB(run.report.logDir));
+      warmRuns.baselineMs.push(
+        timeSync(() => {
+          execFileSync('docker', ['run', '--rm', '--entrypoint', 'true', run.report.image.tag], { stdio: 'ignore' });
+          execFileSync('git', ['branch', `bench-batch-baseline-${rep}`], { cwd: repo, stdio: 'ignore' });
+        }),
+      );
+    }
+  }
+  const fixture = await startFakeAnthropic({ host: await bridgeGateway(), script: fourTurnScript() });
+  const walls: number[] = [];
+  const overheads: number[] = [];
+  const rss: number[] = [];
+  try {
+    for (let rep = 0; rep < Math.max(1, Math.min(REPS, 3)); rep += 1) {
+      const dir = tempDir('aw-bench-batch-');
+      scratch.push(dir);
+      const stateDir = tempDir('aw-bench-state-');
+      scratch.push(stateDir);
+      const tasks = Array.from({ length: BATCH_TASKS }, (_, i) => JSON.stringify({ project: fourTurnRepo(), task: 'Add the answer module, reword line2, delete old.txt', branch: `bench-batch-${i}` }));
+      const file = path.join(dir, 'tasks.jsonl');
+      writeFileSync(file, `${tasks.join('\n')}\n`);
+      const started = performance.now();
+      const result = await runCli(['batch', file, '--parallel', String(BATCH_PARALLEL), '--base-url', `http://host.docker.internal:${fixture.port}`, '--ca-cert', TEST_CA_CERT, '--json'], {
+        cwd: dir,
+        env: { XDG_STATE_HOME: stateDir, ANTHROPIC_API_KEY: API_KEY },
+        timeoutMs: 900_000,
+      });
+      const wallMs = performance.now() - started;
+      if (result.code !== 0) throw new Error(`agent-worker batch exited ${result.code}:\n${result.stderr.slice(-3000)}`);
+      const report = JSON.parse(result.stdout) as { runs: RunReport[] };
+      if (report.runs.some((run) => run.image.built)) throw new Error('a batch run built the image');
+      const perTask = report.runs.map((run) => run.durationMs - (run.agent.wallMs ?? Number.NaN));
+      walls.push(wallMs);
+      overheads.push(perTask.reduce((sum, value) => sum + value, 0) / perTask.length);
+      // Each run's log ends with the process's peak RSS so far: the largest is the batch's.
+      rss.push(Math.max(...report.runs.map((run) => peakRssMiB(run.logDir))));
+      progress(`batch ${rep + 1}: ${Math.round(wallMs)} ms for ${BATCH_TASKS} tasks; mean overhead per task ${Math.round(overheads[overheads.length - 1]!)} ms; peak RSS ${rss[rss.length - 1]} MiB`);
+    }
+  } finally {
+    await fixture.close();
+  }
+  const oneTask = median(warmRuns.wallMs);
+  addFigure({ id: 'batch', figure: 'batch wall time', ours: median(walls), baseline: 2 * oneTask, unit: 'ms', target: 1.3, targetText: '≤ 1.3', samples: { ours: walls, baseline: warmRuns.wallMs.map((ms) => 2 * ms) }, note: `${BATCH_TASKS} tasks at --parallel ${BATCH_PARALLEL} vs 2 × one warm run (${Math.round(oneTask)} ms)` });
+  addFigure({ id: 'batch-overhead', figure: 'batch overhead per task', ours: median(overheads), baseline: median(warmRuns.baselineMs), unit: 'ms', target: 1.2, targetText: '≤ 1.2', samples: { ours: overheads, baseline: warmRuns.baselineMs }, note: `mean over the batch's runs of durationMs − agent.wallMs (${BATCH_PARALLEL} at once on this machine) vs docker run --rm IMAGE true + git branch` });
+  addFigure({ id: 'batch-memory', figure: 'batch peak RSS', ours: median(rss), baseline: median(warmRuns.peakRssMiB), unit: 'MiB', target: 2.0, targetText: '≤ 2.0', samples: { ours: rss, baseline: warmRuns.peakRssMiB } });
 }
 
 /** start-up: `node <shebang flags> dist/src/cli.js --version` (as the installed command starts) vs `node -e 0`, interleaved. */
@@ -547,6 +620,7 @@ async function main(): Promise<void> {
     if (ONLY.has('warm') || ONLY.has('cold')) await benchWarmAndCold();
     if (ONLY.has('memory')) await benchMemory();
     if (ONLY.has('proxy')) await benchProxyLatency();
+    if (ONLY.has('batch')) await benchBatch();
   } finally {
     for (const dir of scratch) removeDir(dir);
   }
