@@ -164,9 +164,10 @@ export async function runBatchTasks(tasks: BatchTask[], options: BatchOptions): 
   const busyTrees = new Set<string>();
   const running = new Set<Promise<void>>();
   const usesTree = (task: BatchTask): boolean => task.config.workspace !== 'copy';
+  const saidOnce = new Set<string>();
   const execute = async (entry: (typeof planned)[number]): Promise<void> => {
     const key = taskKey(entry.ref.project, entry.task.config.branch!);
-    const outcome = await runWithRetries(entry.task, entry.ref, entry.base, { ...options, retries, runner, signal, emit, repo: repos.get(entry.ref.project)! });
+    const outcome = await runWithRetries(entry.task, entry.ref, entry.base, { ...options, retries, runner, signal, emit, saidOnce, repo: repos.get(entry.ref.project)! });
     finish(outcome.ref, key, outcome.result, outcome.report);
   };
   while (queue.length > 0 || running.size > 0) {
@@ -289,7 +290,7 @@ async function runWithRetries(
   task: BatchTask,
   first: TaskRef,
   base: string,
-  options: BatchOptions & { retries: number; runner: Runner; signal: AbortSignal; emit: (event: BatchEvent) => void; repo: Repo },
+  options: BatchOptions & { retries: number; runner: Runner; signal: AbortSignal; emit: (event: BatchEvent) => void; repo: Repo; saidOnce: Set<string> },
 ): Promise<{ ref: TaskRef; result: TaskResult; report: RunReport | null }> {
   let ref = first;
   const delayMs = options.retryDelayMs ?? 2000;
@@ -304,7 +305,12 @@ async function runWithRetries(
       uid: options.uid,
       gid: options.gid,
       runner: options.runner,
-      notice: (text, kind) => options.emit({ type: 'notice', task: ref, text, kind: kind ?? 'info' }),
+      notice: (text, kind) => {
+        // What every run says alike (the daemon it uses) is said once per batch.
+        if (kind !== 'warning' && options.saidOnce.has(text)) return;
+        options.saidOnce.add(text);
+        options.emit({ type: 'notice', task: ref, text, kind: kind ?? 'info' });
+      },
       onAgentProgress: (live) => progress.agent(live),
     };
     try {
