@@ -124,14 +124,17 @@ export async function runBatchTasks(tasks: BatchTask[], options: BatchOptions): 
       const earlier = state.tasks[key];
       if (earlier?.result.status === 'success' && earlier.reportFile) {
         const report = JSON.parse(await readFile(earlier.reportFile, 'utf8')) as RunReport;
-        planned.push({ task, ref: earlier.result.task, base: report.baseCommit, resumed: { result: { ...earlier.result, attempts: 0, resumed: true }, report } });
+        // Its place is the one it has in the file now.
+        const ref: TaskRef = { ...earlier.result.task, index: task.index, line: task.line };
+        planned.push({ task, ref, base: report.baseCommit, resumed: { result: { ...earlier.result, task: ref, attempts: 0, resumed: true }, report } });
         continue;
       }
       const base = task.base === undefined ? state.repos[repo.root]!.commit : await resolveBase(repo, task.base);
       let branch = task.config.branch!;
       if (earlier) branch = await freeBranch(repo, branch);
       else await assertNewBranch(repo, branch);
-      if (task.config.workspace !== 'copy' && !(await isClean(repo))) await assertClean(repo);
+      // A single run refuses a dirty tree in either workspace mode: so does the batch, before anything starts.
+      await assertClean(repo);
       planned.push({ task, ref: { index: task.index, line: task.line, project: repo.root, branch, agentType: task.config.agentType }, base });
     } catch (error) {
       problems.push(`${where(task)}${errorMessage(error)}${error instanceof AgentWorkerError && error.hint ? ` (${error.hint})` : ''}`);
