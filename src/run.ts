@@ -1,6 +1,7 @@
 /**
  * The pipeline of one run, top to bottom:
- * preflight → branch → image → container → collect → report.
+ * preflight → workspace → image → container → agent → keep the work → report.
+ * What differs between the mount and copy workspaces lives in src/workspace/.
  *
  * Nothing here prints: progress goes through {@link Progress}, the result is returned, and
  * failures are thrown as typed errors for `cli.ts` to show.
@@ -10,45 +11,28 @@ import { StringDecoder } from 'node:string_decoder';
 import os from 'node:os';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, open, readFile, rm, stat } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import createDebug from 'debug';
 import type { PriceTable, RunConfig, WorkspaceMode } from './config.js';
 import { AgentWorkerError, DockerError, ExitCode, ImageBuildError, PreflightError, errorMessage, interruptExitCode } from './errors.js';
 import { getAgentPlugin } from '../agents/index.js';
 import type { AgentEvent, AgentLaunchOptions, AgentOutcome, AgentPlugin } from '../agents/types.js';
-import {
-  abandonBranch,
-  assertClean,
-  branchExists,
-  assertNewBranch,
-  checkoutBranch,
-  commitAll,
-  createBranch,
-  createBranchAt,
-  createBundle,
-  diffChanges,
-  fetchBundleInto,
-  gitIdentity,
-  isClean,
-  openRepo,
-  statusEntries,
-  type Repo,
-} from './git/repo.js';
+import { assertClean, assertNewBranch, diffChanges, openRepo, type HeadState, type Repo } from './git/repo.js';
 import type { DockerConnection } from './docker/client.js';
 import { Runner } from './runner.js';
 import { PROJECT_BASE_ARG, PROJECT_IMAGE_REPOSITORY, type EnsuredImage, type ImageSpec } from './docker/image.js';
 import { EgressPath, EgressProxyLostError, PROXY_ALIAS, PROXY_PORT, type EgressSpec } from './docker/egress.js';
 import { hostAllowed, UNRESOLVED, type UpstreamCheck } from './proxy/egress-proxy.js';
 import { EGRESS_LOG, EgressAudit } from './report/egress-audit.js';
-import { AgentContainer, agentProcessMark, API_UNREACHABLE_EXIT_CODE, DaemonLostError, FIREWALL_EXIT_CODE, removeTimeoutMs, type ContainerExit, type WorkspaceSpec } from './docker/container.js';
+import { AgentContainer, agentProcessMark, API_UNREACHABLE_EXIT_CODE, DaemonLostError, FIREWALL_EXIT_CODE, removeTimeoutMs, type ContainerExit } from './docker/container.js';
 import { ByteLineSplitter, LineSplitter } from './stream/lines.js';
 import { watchResources, type ResourceWatch } from './docker/stats.js';
-import { defuseGitEntries, snapshotGitEntries, type GitEntry } from './git/guard.js';
-import { credentialWarning, quarantineSecretFiles, scrubCommits, secretPatterns, type ScrubResult } from './git/secret-scan.js';
+import { secretPatterns } from './git/secret-scan.js';
 import { RunLog, runsRoot } from './report/run-log.js';
 import { acquireRepoLock, lockHolder, type RepoLock, type RepoLockInfo } from './run-lock.js';
 import type { ChangeSummary, ContainerResources, EgressSummary, RunReport, RunStatus, VerifyResult } from './report/types.js';
 import type { Progress } from './ui/progress.js';
+import { createWorkspace, type Workspace } from './workspace/index.js';
 import { PACKAGE_ROOT, VERSION } from './version.js';
 
 const log = createDebug('agent-worker:run');
@@ -248,7 +232,7 @@ export async function preflight(config: RunConfig, context: RunContext): Promise
 export async function runTask(config: RunConfig, context: RunContext): Promise<RunResult> {
   const started = context.startedAt ?? Date.now();
   const checked = await preflight(config, context);
-  const { repo, branch, plugin, docker, workspace, runId, lock, busy, runner } = checked;
+  const { repo, plugin, docker, runner } = checked;
   // The image is checked (or built) and containers whose agent-worker died (kill -9) are removed while
   // the run is set up; a failure is raised where it is awaited, inside the try below.
   const imageReady = prepareImage(runner, docker, plugin, config, context);
@@ -260,11 +244,63 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
     (error: unknown) => log('gc: %s', errorMessage(error)),
   );
   const head = repo.head;
-  const base = config.baseCommit ?? busy?.baseCommit ?? head.commit;
+  const base = config.baseCommit ?? checked.busy?.baseCommit ?? head.commit;
   // The agent gets placeholders and the egress proxy as its API; only the proxy holds the real credentials.
   // Without a model API (the exec agent without --base-url) the proxy only tunnels to allowed hosts.
   const modelApi = modelApiUrl(config, plugin);
   const agentEnv = plugin.env({ ...placeholdersFor(config), baseUrl: modelApi === undefined ? undefined : EgressPath.proxyUrl });
+  const run = await openRun(config, context, checked, { started, head, base });
+  try {
+    const image = await imageReady;
+    const agentContainer = await startContainer(run, image, { modelApi, agentEnv, sweeping });
+    const ran = await superviseAgent(run, agentContainer);
+    return await keepAndReport(run, image, agentContainer.container, ran);
+  } catch (error) {
+    return await failRun(run, error);
+  } finally {
+    await closeRun(run);
+  }
+}
+
+/** One run from its log's opening to its end: what the steps of {@link runTask} share. */
+interface ActiveRun {
+  config: RunConfig;
+  context: RunContext;
+  /** What preflight established. */
+  checked: Preflight;
+  /** When the run began, in ms since the epoch. */
+  started: number;
+  /** Full id of the commit the branch starts from. */
+  base: string;
+  runLog: RunLog;
+  /** The run's private temporary folder, removed when it ends. */
+  scratch: string;
+  /** How the repository reaches the container and the work comes back (mount or copy). */
+  workspace: Workspace;
+  /** What the egress proxy let through and refused, recorded as it reports it. */
+  audit: EgressAudit;
+  /** The report's warnings so far. */
+  warnings: string[];
+  /** Adds a warning to the report and the run log, and shows it on stderr. */
+  warn: (text: string) => void;
+  /** The agent's container, once created. */
+  container?: AgentContainer;
+  /** What the container uses, read while it runs, once it was created. */
+  resourceWatch?: ResourceWatch;
+  /** The run's network and egress proxy, once created. */
+  egress?: EgressPath;
+  /** Whether the agent was started (its work is then kept whatever happens); false again when it never was after all. */
+  agentStarted: boolean;
+}
+
+/**
+ * Opens the run's log and scratch folder (the checkout's lock is released when that fails), then prepares its
+ * workspace: mount mode starts creating the branch (it only has to be there when the container starts, so it is
+ * created while the container is) and recording the work tree's .git entries before the agent runs (checking out
+ * the base commit, which is HEAD in mount mode, changes none); copy mode bundles the base commit.
+ */
+async function openRun(config: RunConfig, context: RunContext, checked: Preflight, at: { started: number; head: HeadState; base: string }): Promise<ActiveRun> {
+  const { repo, branch, plugin, docker, workspace: mode, runId, lock } = checked;
   // What no file on the branch may hold: each credential, as it is and encoded.
   const credentialPatterns = secretPatterns(credentialValues(config));
   let runLog: RunLog;
@@ -272,270 +308,270 @@ export async function runTask(config: RunConfig, context: RunContext): Promise<R
   try {
     throwIfAborted(context.signal);
     runLog = await RunLog.open(runsRoot(context.env), runId, credentialValues(config), plugin.secretShapes);
-    runLog.note(`run ${runId}: agent-worker ${VERSION}, project ${repo.root}, branch ${branch}, daemon ${docker.info.endpoint}, workspace ${workspace}`);
+    runLog.note(`run ${runId}: agent-worker ${VERSION}, project ${repo.root}, branch ${branch}, daemon ${docker.info.endpoint}, workspace ${mode}`);
     [scratch] = await Promise.all([
       mkdtemp(path.join(os.tmpdir(), `agent-worker-${runId}-`)),
-      runLog.writeInfo({ runId, project: repo.root, branch, agentType: plugin.name, pid: process.pid, host: os.hostname(), startedAt: new Date(started).toISOString(), toolVersion: VERSION, workspace }),
+      runLog.writeInfo({ runId, project: repo.root, branch, agentType: plugin.name, pid: process.pid, host: os.hostname(), startedAt: new Date(at.started).toISOString(), toolVersion: VERSION, workspace: mode }),
     ]);
   } catch (error) {
     await lock?.release();
     throw error;
   }
-
-  const message = commitMessage(config.task, runId, 'success');
-  let workspaceSpec: WorkspaceSpec;
-  // Mount mode: the branch is created and checked out while the container is created (it only has to be
-  // there when the container starts), and the .git entries in the work tree are recorded before the agent
-  // runs (checking out the base commit, which is HEAD in mount mode, changes none).
-  let gitEntriesBefore: Promise<Map<string, GitEntry>> | undefined;
-  let branchCreated = false;
-  let branchReady: Promise<void> | undefined;
-  if (workspace === 'mount') {
-    gitEntriesBefore = snapshotGitEntries(repo.root);
-    branchReady = Promise.all([
-      gitEntriesBefore,
-      createBranch(repo, branch, base).then(() => {
-        branchCreated = true;
-        runLog.note(`base commit ${base}; created and checked out ${branch}`);
-      }),
-    ]).then(() => undefined);
-    branchReady.catch(() => undefined);
-    workspaceSpec = { mode: 'mount', workTree: repo.root, gitDir: path.join(repo.root, '.git') };
-  } else {
-    const bundleFile = path.join(scratch, 'repo.bundle');
-    const bundleRef = `refs/agent-worker/runs/${runId}`;
-    const [, identity] = await Promise.all([createBundle(repo, bundleFile, base, bundleRef), gitIdentity(repo)]);
-    runLog.note(`base commit ${base}; bundled for copy-in (${(await stat(bundleFile)).size} bytes)`);
-    workspaceSpec = { mode: 'copy', bundleFile, bundleRef, baseCommit: base, branch, commitMessage: message, gitName: identity.name, gitEmail: identity.email };
-  }
-
-  let container: AgentContainer | undefined;
-  let resourceWatch: ResourceWatch | undefined;
-  let egress: EgressPath | undefined;
-  const audit = await EgressAudit.open(path.join(runLog.dir, EGRESS_LOG));
-  let agentStarted = false;
   const warnings: string[] = [];
   const warn = (text: string): void => {
     warnings.push(text);
     runLog.note(`warning: ${text}`);
     context.notice(`agent-worker: warning: ${text}`, 'warning');
   };
-  /**
-   * Puts the agent's work on the branch (copy mode: fetched from the stopped container) and returns its
-   * head commit, and in mount mode the changes base..head, already being read for the report. Files holding a
-   * credential given to agent-worker are kept off the branch (quarantined, each one warned about):
-   * `credentialLeak` says whether there were any.
-   */
-  const keepWork = async (finalStatus: RunStatus): Promise<{ headCommit: string; changes?: Promise<ChangeSummary>; credentialLeak: boolean }> => {
-    const quarantineDir = path.join(runLog.dir, 'quarantine');
-    if (workspace === 'copy') {
-      const { head: copied, quarantined, redactedCommits } = await bringBackCopy(repo, container, scratch, branch, base, runLog, { runId, patterns: credentialPatterns, quarantineDir });
-      for (const file of quarantined) warn(credentialWarning(file, quarantineDir, 'copy'));
-      if (redactedCommits > 0) warn(`the message or author of ${redactedCommits} of the agent's commits held a credential given to agent-worker: it was replaced with [REDACTED]`);
-      return { headCommit: copied, credentialLeak: quarantined.length > 0 || redactedCommits > 0 };
-    }
-    // Before any host git command looks at the tree: nested repositories the agent planted could make it run their config.
-    const moved = await defuseGitEntries(repo.root, (await gitEntriesBefore) ?? new Map(), quarantineDir);
-    if (moved.length > 0) {
-      warn(`moved ${moved.length} .git entr${moved.length === 1 ? 'y' : 'ies'} the agent created or changed in the work tree to ${quarantineDir} (nested repositories are not committed): ${moved.join(', ')}`);
-    }
-    // No file holding a credential given to agent-worker is committed.
-    const leaked = await quarantineSecretFiles(repo, credentialPatterns, quarantineDir);
-    for (const file of leaked) warn(credentialWarning(file, quarantineDir, 'mount'));
-    const committedStatus = leaked.length > 0 ? withCredentialLeak(finalStatus) : finalStatus;
-    // Once committed, the report's diff and the tree's status are read while HEAD's id is.
-    let afterCommit: { changes: Promise<ChangeSummary>; status: Promise<string[]> } | undefined;
-    const headCommit = await commitAll(repo, commitMessage(config.task, runId, committedStatus), () => {
-      afterCommit = { changes: diffChanges(repo, base, 'HEAD'), status: statusEntries(repo, ['--ignore-submodules=none']) };
-      // Awaited below, or dropped when reading HEAD fails.
-      afterCommit.changes.catch(() => undefined);
-      afterCommit.status.catch(() => undefined);
-    });
-    // commitAll calls onCommitted before it returns.
-    const { changes, status } = afterCommit!;
-    const leftOver = (await status).map((entry) => entry.slice(3));
-    if (leftOver.length > 0) {
-      warn(`changes inside ${leftOver.join(', ')} are in the working tree but not on the branch (a submodule's changes must be committed in the submodule)`);
-    }
-    return { headCommit, changes, credentialLeak: leaked.length > 0 };
-  };
-  try {
-    const image = await imageReady;
-    runLog.note(`image ${image.tag} ${image.built ? 'built' : 'reused'} in ${image.buildMs} ms${image.dockerfile ? ` (project Dockerfile ${image.dockerfile})` : ''}`);
-    throwIfAborted(context.signal);
+  const workspace = createWorkspace(mode, {
+    ...{ repo, branch, base: at.base, head: at.head, runId, runLog, scratch, credentialPatterns, warn },
+    stateRoot: stateRoot(context.env),
+    quarantineDir: path.join(runLog.dir, 'quarantine'),
+    commitMessage: (status, credentialLeak) => commitMessage(config.task, runId, credentialLeak ? withCredentialLeak(status) : status),
+  });
+  await workspace.prepare();
+  const audit = await EgressAudit.open(path.join(runLog.dir, EGRESS_LOG));
+  return { config, context, checked, started: at.started, base: at.base, runLog, scratch, workspace, audit, warnings, warn, agentStarted: false };
+}
 
-    context.progress.phase(workspace === 'copy' ? 'Starting the container (copying the repository in)' : 'Starting the container');
-    const apiUrl = modelApi === undefined ? undefined : new URL(modelApi);
-    const blockedMcp = config.mcpConfig?.urlHosts.filter((host) => !hostAllowed(host, config.allowHosts)) ?? [];
-    if (blockedMcp.length > 0) {
-      warn(`the egress proxy refuses the MCP server host(s) ${blockedMcp.join(', ')} from --mcp-config; allow them with ${blockedMcp.map((host) => `--allow-host ${host}`).join(' ')}`);
-    }
-    // The run's network and its egress proxy come first: the agent's container joins that network.
-    egress = await EgressPath.create(docker.docker, egressSpec(config, plugin, { image: image.tag, runId, project: repo.root, onAudit: (record) => audit.record(record) }));
-    // The sidecar starts while the agent's container is created and started: the agent's entrypoint waits for the
-    // proxy's name to resolve and for the proxy to listen.
-    const egressStarted = egress.start(context.signal);
-    const egressReady = egressStarted.then((started) => started.ready);
-    egressReady.catch(() => undefined);
-    const plainEnv: Record<string, string> = { ...agentEnv.plain, ...proxyEnv() };
-    if (config.caCert) plainEnv.NODE_EXTRA_CA_CERTS = '/etc/ssl/certs/ca-certificates.crt';
-    if (config.debug) plainEnv.AW_DEBUG = '1';
-    const launch: AgentLaunchOptions = {
-      apiBaseUrl: EgressPath.proxyUrl,
-      model: config.model,
-      maxTurns: config.maxTurns,
-      maxBudgetUsd: config.maxBudgetUsd,
-      appendSystemPrompt: [systemPromptAddition(branch, workspace), config.appendSystemPrompt].filter(Boolean).join('\n\n'),
-      mcpConfigJson: config.mcpConfig?.json,
-      agentCommand: config.agentCommand,
-    };
-    await sweeping;
-    container = await AgentContainer.create(docker.docker, {
-      image: image.tag,
-      runId,
-      toolVersion: VERSION,
-      workspace: workspaceSpec.mode === 'mount' ? { ...workspaceSpec, extraReadOnly: await linkedGitDirs(repo) } : workspaceSpec,
-      project: repo.root,
-      uid: context.uid,
-      gid: context.gid,
-      command: plugin.argv(launch),
-      env: plainEnv,
-      secrets: agentEnv.secret,
-      task: taskFor(plugin, launch, config.task),
-      verify: config.verify,
-      homeFiles: plugin.homeFiles?.(launch),
-      // Behind its firewall the agent reaches the proxy and nothing else; the proxy must answer before it starts.
-      allowHosts: [PROXY_ALIAS],
-      resolveWaitSeconds: PROXY_WAIT_SECONDS,
-      apiCheck: { host: PROXY_ALIAS, port: PROXY_PORT },
-      networkMode: egress.networkName,
-      timezone: config.timezone,
-      limits: { memoryBytes: config.memoryBytes, cpus: config.cpus, pidsLimit: config.pidsLimit },
-    });
-    runLog.note(`container ${container.shortId} created`);
-    // What the container uses is read from its cgroup while it runs (Docker stats API, a frame a second).
-    resourceWatch = watchResources(container.container);
-    await branchReady;
-    throwIfAborted(context.signal);
+/** The agent's container as {@link startContainer} leaves it: created, its egress proxy starting. */
+interface StartingContainer {
+  container: AgentContainer;
+  egress: EgressPath;
+  /** Settles once the proxy tried the model API (EgressPath.start's `ready`). */
+  egressReady: Promise<UpstreamCheck[]>;
+  /** The model API's URL; undefined without one (the exec agent without --base-url). */
+  apiUrl: URL | undefined;
+  resourceWatch: ResourceWatch;
+}
 
-    // The phase stays "Starting the container" while the entrypoint sets up the firewall and checks the model
-    // API; runAgent shows "Agent running" once the agent's process has started.
-    agentStarted = true;
-    // A proxy that stops by itself while the agent runs leaves the agent without its API: the agent is stopped.
-    const running = container;
-    let agentRunning = true;
-    void egress.stopped.then(() => {
-      if (agentRunning && egress?.exited) running.requestStop('interrupted');
-    });
-    // The proxy listens only once the model API answered it; until then the entrypoint waits, so when the API does
-    // not answer (or the proxy does not start) the agent never starts: its container is stopped and the run fails.
-    let egressProblem: unknown;
-    void egressReady.then(
-      (checks) => {
-        egressProblem = apiUrl && upstreamFailure(checks, apiUrl, config.baseUrl);
-        if (egressProblem) running.requestStop('interrupted');
-        else runLog.note(`egress proxy ready (network ${egress?.networkName})`);
-      },
-      (error: unknown) => {
-        egressProblem = error;
-        running.requestStop('interrupted');
-      },
-    );
-    const ran = await runAgent(container, plugin, runLog, config, context);
-    const resources = resourceWatch.stop();
-    const { exit, stderrTail, agentWallMs } = ran;
-    const outcome = await settleOutcome(plugin, container, ran, scratch).catch((error: unknown) => {
-      runLog.note(`reading the agent's ending failed: ${errorMessage(error)}`);
-      return ran.outcome;
-    });
-    agentRunning = false;
-    if (egressProblem && agentWallMs === null) {
-      agentStarted = false;
-      throw egressProblem;
-    }
-    const removeMs = removeTimeoutMs(context.env);
-    if (egress.exited) {
-      throw new EgressProxyLostError(
-        `The egress proxy stopped while the agent ran (exit code ${egress.exited.exitCode ?? 'unknown'}), so the agent lost its way to the model API and was stopped.`,
-        ExitCode.container,
-        "The agent's partial work is on the branch; run again, with --debug to see the proxy's side.",
-      );
-    }
-    // The agent (and --verify, in its container) needs the egress path no more: it goes while the work is collected.
-    const egressRemoval = egress.remove(removeMs);
-    for (const failure of runLog.writeFailures()) warn(failure);
-    const setupFailure = containerSetupFailure(exit, stderrTail);
-    if (setupFailure) {
-      agentStarted = false;
-      throw setupFailure;
-    }
-    const refusal = agentSucceeded(exit, outcome) ? undefined : audit.credentialRefusal();
-    const agentReason = agentFailureReason(exit, outcome, stderrTail) ?? (refusal === undefined ? undefined : `the model API refused the credential (HTTP ${refusal})`);
-    if (agentSucceeded(exit, outcome)) context.progress.succeed(`Agent ${describeExit(exit)}`);
-    else context.progress.fail(`Agent ${describeExit(exit)}${agentReason ? `: ${agentReason}` : ''}`);
+/**
+ * Creates the run's network and egress proxy, starts the proxy, and creates the agent's container behind it (once
+ * the leftover sweep is done), with the workspace's spec; waits for the workspace to be ready.
+ * @throws DockerError and other AgentWorkerErrors when something cannot be created; InterruptedError.
+ */
+async function startContainer(
+  run: ActiveRun,
+  image: RunReport['image'],
+  agent: { modelApi: string | undefined; agentEnv: { secret: Record<string, string>; plain: Record<string, string> }; sweeping: Promise<void> },
+): Promise<StartingContainer> {
+  const { config, context, checked, runLog, workspace, audit, warn } = run;
+  const { repo, branch, plugin, docker, runId } = checked;
+  runLog.note(`image ${image.tag} ${image.built ? 'built' : 'reused'} in ${image.buildMs} ms${image.dockerfile ? ` (project Dockerfile ${image.dockerfile})` : ''}`);
+  throwIfAborted(context.signal);
 
-    let verify: VerifyResult | null = null;
-    if (config.verify !== undefined) {
-      verify = await readVerifyResult(container, config.verify, scratch, runLog.dir);
-      if (verify === null) warn('the --verify command did not run: the agent was stopped before it ended by itself');
-      else context.progress.log(`Verify: \`${config.verify}\` ${verify.exitCode === 0 ? 'passed' : `failed (exit ${verify.exitCode})`} in ${(verify.durationMs / 1000).toFixed(1)} s`);
-    }
-    context.progress.phase('Collecting changes');
-    let status = runStatus(exit, outcome, config.verify === undefined ? undefined : verify, audit.credentialRefusal());
-    // Mount mode needs nothing more from the container: it is removed while the work is committed.
-    // Removal is cleanup after the work is safe: a slow daemon is a warning, never the run's outcome.
-    const removing = workspace === 'mount' ? container.removeAfterWork(removeMs) : undefined;
-    const { headCommit, changes, credentialLeak } = await keepWork(status);
-    if (credentialLeak) status = withCredentialLeak(status);
-    const leftBehind = await (removing ?? container.removeAfterWork(removeMs));
-    if (leftBehind) warn(leftBehind);
-    for (const left of await egressRemoval) warn(left);
-    if (workspace === 'copy') await checkoutIfFree(repo, branch, runLog, context.env, runId, base);
-    const report = await buildReport({
-      ...{ repo, runId, branch, base, headCommit, status, exit, outcome, config, started, plugin, agentWallMs },
-      agentError: agentReason,
-      egress: audit.summary(),
-      changes,
-      image,
-      logDir: runLog.dir,
-      warnings,
-      verify,
-      resources: await resources,
-    });
-    runLog.note(`status ${status}; head ${report.headCommit}; ${report.changes.filesChanged} file(s) changed`);
-    await runLog.writeReport(report);
-    context.progress.succeed(`Changes committed to ${branch}`);
-    return { report, exitCode: exitCodeFor(status, context.signal) };
-  } catch (error) {
-    context.progress.fail();
-    runLog.note(`failed: ${errorMessage(error)}`);
-    if (!agentStarted) {
-      // Whatever else failed, the branch is not switched or deleted under a git command still running.
-      await branchReady?.catch(() => undefined);
-      if (branchCreated) await abandonBranch(repo, branch, head, base).catch((undoError: unknown) => log('abandon branch: %s', errorMessage(undoError)));
-    } else if (!(await branchExists(repo, branch))) {
-      // The agent ran: keep whatever can be kept on the branch (nothing can come from a lost daemon).
-      if (!(error instanceof DaemonLostError)) {
-        await keepWork('agent_error').catch((keepError: unknown) => runLog.note(`keeping the work failed: ${errorMessage(keepError)}`));
-      }
-      if (workspace === 'copy' && !(await branchExists(repo, branch))) await createBranchAt(repo, branch, base).catch(() => undefined);
-    } else if (workspace === 'mount') {
-      await keepWork('agent_error').catch((keepError: unknown) => runLog.note(`keeping the work failed: ${errorMessage(keepError)}`));
-    }
-    // Never throws: the error that ended the run is the one reported. A lost daemon gets a short try.
-    void resourceWatch?.stop();
-    const leftBehind = await container?.removeAfterWork(error instanceof DaemonLostError ? LOST_DAEMON_REMOVE_MS : removeTimeoutMs(context.env));
-    if (leftBehind && !warnings.includes(leftBehind)) warn(leftBehind);
-    for (const left of (await egress?.remove(removeTimeoutMs(context.env))) ?? []) if (!warnings.includes(left)) warn(left);
-    if (context.signal.aborted && !agentStarted) throw new InterruptedError(String(context.signal.reason));
-    throw error;
-  } finally {
-    await lock?.release();
-    runLog.note(`peak RSS ${Math.round(process.resourceUsage().maxRSS / 1024)} MiB`);
-    await audit.close();
-    await runLog.close();
-    await rm(scratch, { recursive: true, force: true });
+  context.progress.phase(workspace.startingPhase);
+  const apiUrl = agent.modelApi === undefined ? undefined : new URL(agent.modelApi);
+  const blockedMcp = config.mcpConfig?.urlHosts.filter((host) => !hostAllowed(host, config.allowHosts)) ?? [];
+  if (blockedMcp.length > 0) {
+    warn(`the egress proxy refuses the MCP server host(s) ${blockedMcp.join(', ')} from --mcp-config; allow them with ${blockedMcp.map((host) => `--allow-host ${host}`).join(' ')}`);
   }
+  // The run's network and its egress proxy come first: the agent's container joins that network.
+  const egress = await EgressPath.create(docker.docker, egressSpec(config, plugin, { image: image.tag, runId, project: repo.root, onAudit: (record) => audit.record(record) }));
+  run.egress = egress;
+  // The sidecar starts while the agent's container is created and started: the agent's entrypoint waits for the
+  // proxy's name to resolve and for the proxy to listen.
+  const egressStarted = egress.start(context.signal);
+  const egressReady = egressStarted.then((started) => started.ready);
+  egressReady.catch(() => undefined);
+  const plainEnv: Record<string, string> = { ...agent.agentEnv.plain, ...proxyEnv() };
+  if (config.caCert) plainEnv.NODE_EXTRA_CA_CERTS = '/etc/ssl/certs/ca-certificates.crt';
+  if (config.debug) plainEnv.AW_DEBUG = '1';
+  const launch: AgentLaunchOptions = {
+    apiBaseUrl: EgressPath.proxyUrl,
+    model: config.model,
+    maxTurns: config.maxTurns,
+    maxBudgetUsd: config.maxBudgetUsd,
+    appendSystemPrompt: [systemPromptAddition(branch, workspace.mode), config.appendSystemPrompt].filter(Boolean).join('\n\n'),
+    mcpConfigJson: config.mcpConfig?.json,
+    agentCommand: config.agentCommand,
+  };
+  await agent.sweeping;
+  const container = await AgentContainer.create(docker.docker, {
+    image: image.tag,
+    runId,
+    toolVersion: VERSION,
+    workspace: await workspace.containerSpec(),
+    project: repo.root,
+    uid: context.uid,
+    gid: context.gid,
+    command: plugin.argv(launch),
+    env: plainEnv,
+    secrets: agent.agentEnv.secret,
+    task: taskFor(plugin, launch, config.task),
+    verify: config.verify,
+    homeFiles: plugin.homeFiles?.(launch),
+    // Behind its firewall the agent reaches the proxy and nothing else; the proxy must answer before it starts.
+    allowHosts: [PROXY_ALIAS],
+    resolveWaitSeconds: PROXY_WAIT_SECONDS,
+    apiCheck: { host: PROXY_ALIAS, port: PROXY_PORT },
+    networkMode: egress.networkName,
+    timezone: config.timezone,
+    limits: { memoryBytes: config.memoryBytes, cpus: config.cpus, pidsLimit: config.pidsLimit },
+  });
+  run.container = container;
+  runLog.note(`container ${container.shortId} created`);
+  // What the container uses is read from its cgroup while it runs (Docker stats API, a frame a second).
+  const resourceWatch = watchResources(container.container);
+  run.resourceWatch = resourceWatch;
+  await workspace.ready();
+  throwIfAborted(context.signal);
+  return { container, egress, egressReady, apiUrl, resourceWatch };
+}
+
+/** How the agent ran, as {@link superviseAgent} found it. */
+interface AgentRan {
+  exit: ContainerExit;
+  /** The agent's outcome, completed by its plugin (settleOutcome). */
+  outcome: AgentOutcome;
+  agentWallMs: number | null;
+  /** The agent's own reason for failing (agentFailureReason), or the model API's refusal of the credential. */
+  agentReason: string | undefined;
+  /** What the container used; settles once the last reading is in. */
+  resources: Promise<ContainerResources>;
+  /** The egress path's removal, under way; settles with what was left for `gc`. */
+  egressRemoval: Promise<string[]>;
+  /** How long removing a container may take, in ms (removeTimeoutMs). */
+  removeMs: number;
+}
+
+/**
+ * Runs the agent in its container and reads how it ended; a proxy that stops by itself, or never gets the model
+ * API, stops the agent. Starts removing the egress path once the agent is done with it.
+ * @throws the proxy's failure or the container's setup failure when the agent never started (the run is then
+ *   undone), EgressProxyLostError when the proxy stopped while it ran, DaemonLostError.
+ */
+async function superviseAgent(run: ActiveRun, started: StartingContainer): Promise<AgentRan> {
+  const { config, context, checked, runLog, audit, scratch, warn } = run;
+  const { container, egress, egressReady, apiUrl, resourceWatch } = started;
+  // The phase stays "Starting the container" while the entrypoint sets up the firewall and checks the model
+  // API; runAgent shows "Agent running" once the agent's process has started.
+  run.agentStarted = true;
+  // A proxy that stops by itself while the agent runs leaves the agent without its API: the agent is stopped.
+  let agentRunning = true;
+  void egress.stopped.then(() => {
+    if (agentRunning && egress.exited) container.requestStop('interrupted');
+  });
+  // The proxy listens only once the model API answered it; until then the entrypoint waits, so when the API does
+  // not answer (or the proxy does not start) the agent never starts: its container is stopped and the run fails.
+  let egressProblem: unknown;
+  void egressReady.then(
+    (checks) => {
+      egressProblem = apiUrl && upstreamFailure(checks, apiUrl, config.baseUrl);
+      if (egressProblem) container.requestStop('interrupted');
+      else runLog.note(`egress proxy ready (network ${egress.networkName})`);
+    },
+    (error: unknown) => {
+      egressProblem = error;
+      container.requestStop('interrupted');
+    },
+  );
+  const ran = await runAgent(container, checked.plugin, runLog, config, context);
+  const resources = resourceWatch.stop();
+  const { exit, stderrTail, agentWallMs } = ran;
+  const outcome = await settleOutcome(checked.plugin, container, ran, scratch).catch((error: unknown) => {
+    runLog.note(`reading the agent's ending failed: ${errorMessage(error)}`);
+    return ran.outcome;
+  });
+  agentRunning = false;
+  if (egressProblem && agentWallMs === null) {
+    run.agentStarted = false;
+    throw egressProblem;
+  }
+  const removeMs = removeTimeoutMs(context.env);
+  if (egress.exited) {
+    throw new EgressProxyLostError(
+      `The egress proxy stopped while the agent ran (exit code ${egress.exited.exitCode ?? 'unknown'}), so the agent lost its way to the model API and was stopped.`,
+      ExitCode.container,
+      "The agent's partial work is on the branch; run again, with --debug to see the proxy's side.",
+    );
+  }
+  // The agent (and --verify, in its container) needs the egress path no more: it goes while the work is collected.
+  const egressRemoval = egress.remove(removeMs);
+  for (const failure of runLog.writeFailures()) warn(failure);
+  const setupFailure = containerSetupFailure(exit, stderrTail);
+  if (setupFailure) {
+    run.agentStarted = false;
+    throw setupFailure;
+  }
+  const refusal = agentSucceeded(exit, outcome) ? undefined : audit.credentialRefusal();
+  const agentReason = agentFailureReason(exit, outcome, stderrTail) ?? (refusal === undefined ? undefined : `the model API refused the credential (HTTP ${refusal})`);
+  if (agentSucceeded(exit, outcome)) context.progress.succeed(`Agent ${describeExit(exit)}`);
+  else context.progress.fail(`Agent ${describeExit(exit)}${agentReason ? `: ${agentReason}` : ''}`);
+  return { exit, outcome, agentWallMs, agentReason, resources, egressRemoval, removeMs };
+}
+
+/**
+ * Reads the --verify command's outcome, maps how the run ended to its status, keeps the agent's work on the branch
+ * through the workspace (removing the container while or after it does), and writes the report.
+ * @throws AgentWorkerError (exit 10, collect) when the work cannot be kept.
+ */
+async function keepAndReport(run: ActiveRun, image: RunReport['image'], container: AgentContainer, ran: AgentRan): Promise<RunResult> {
+  const { config, context, checked, runLog, workspace, audit, scratch, warn } = run;
+  const { repo, runId, branch, plugin } = checked;
+  const { exit, outcome, agentWallMs, removeMs } = ran;
+  let verify: VerifyResult | null = null;
+  if (config.verify !== undefined) {
+    verify = await readVerifyResult(container, config.verify, scratch, runLog.dir);
+    if (verify === null) warn('the --verify command did not run: the agent was stopped before it ended by itself');
+    else context.progress.log(`Verify: \`${config.verify}\` ${verify.exitCode === 0 ? 'passed' : `failed (exit ${verify.exitCode})`} in ${(verify.durationMs / 1000).toFixed(1)} s`);
+  }
+  context.progress.phase('Collecting changes');
+  let status = runStatus(exit, outcome, config.verify === undefined ? undefined : verify, audit.credentialRefusal());
+  // Mount mode needs nothing more from the container: it is removed while the work is committed (copy mode
+  // fetches the work from it first). Removal is cleanup after the work is safe: a slow daemon is a warning,
+  // never the run's outcome.
+  const removing = workspace.removeBeforeKeep ? container.removeAfterWork(removeMs) : undefined;
+  const { headCommit, changes, credentialLeak } = await workspace.keepWork(status, container);
+  if (credentialLeak) status = withCredentialLeak(status);
+  const leftBehind = await (removing ?? container.removeAfterWork(removeMs));
+  if (leftBehind) warn(leftBehind);
+  for (const left of await ran.egressRemoval) warn(left);
+  await workspace.finish();
+  const report = await buildReport({
+    ...{ repo, runId, branch, base: run.base, headCommit, status, exit, outcome, config, started: run.started, plugin, agentWallMs },
+    agentError: ran.agentReason,
+    egress: audit.summary(),
+    changes,
+    image,
+    logDir: runLog.dir,
+    warnings: run.warnings,
+    verify,
+    resources: await ran.resources,
+  });
+  runLog.note(`status ${status}; head ${report.headCommit}; ${report.changes.filesChanged} file(s) changed`);
+  await runLog.writeReport(report);
+  context.progress.succeed(`Changes committed to ${branch}`);
+  return { report, exitCode: exitCodeFor(status, context.signal) };
+}
+
+/**
+ * After a failure: before the agent started, the workspace is undone (the repository as it was); after, what can
+ * be kept is kept on the branch. Then the container and the egress path are removed (what is left is warned about).
+ * @throws always: InterruptedError when the user interrupted before the agent started, else `error`.
+ */
+async function failRun(run: ActiveRun, error: unknown): Promise<never> {
+  const { context, runLog, workspace, warnings, warn } = run;
+  context.progress.fail();
+  runLog.note(`failed: ${errorMessage(error)}`);
+  if (!run.agentStarted) await workspace.undo();
+  else await workspace.keepAfterFailure(error, run.container);
+  // Never throws: the error that ended the run is the one reported. A lost daemon gets a short try.
+  void run.resourceWatch?.stop();
+  const leftBehind = await run.container?.removeAfterWork(error instanceof DaemonLostError ? LOST_DAEMON_REMOVE_MS : removeTimeoutMs(context.env));
+  if (leftBehind && !warnings.includes(leftBehind)) warn(leftBehind);
+  for (const left of (await run.egress?.remove(removeTimeoutMs(context.env))) ?? []) if (!warnings.includes(left)) warn(left);
+  if (context.signal.aborted && !run.agentStarted) throw new InterruptedError(String(context.signal.reason));
+  throw error;
+}
+
+/** The run's end, whatever happened: the checkout's lock released, the logs closed, the scratch folder removed. */
+async function closeRun(run: ActiveRun): Promise<void> {
+  await run.checked.lock?.release();
+  run.runLog.note(`peak RSS ${Math.round(process.resourceUsage().maxRSS / 1024)} MiB`);
+  await run.audit.close();
+  await run.runLog.close();
+  await rm(run.scratch, { recursive: true, force: true });
 }
 
 /**
@@ -669,86 +705,9 @@ async function lastLines(file: string, count: number): Promise<string[]> {
   }
 }
 
-/**
- * Copy mode: fetches the container's output folder and the agent's commits (a bundle of base..HEAD) into
- * `refs/agent-worker/incoming/<run id>`, takes every file holding a credential out of them ({@link scrubCommits}),
- * and creates `branch` at the result (the transient ref is deleted then; it stays, named in the error, when the
- * check fails). With no bundle (nothing changed) the branch is made at the base commit.
- * @returns the branch's head commit and what was taken out.
- */
-async function bringBackCopy(
-  repo: Repo,
-  container: AgentContainer | undefined,
-  scratch: string,
-  branch: string,
-  base: string,
-  runLog: RunLog,
-  scrub: { runId: string; patterns: Buffer[]; quarantineDir: string },
-): Promise<ScrubResult> {
-  if (!container) throw new AgentWorkerError('No container to collect the work from.', ExitCode.collect);
-  const outDir = path.join(scratch, 'out');
-  await mkdir(outDir, { recursive: true, mode: 0o700 });
-  const files = await container.fetchCopyOutput(outDir);
-  runLog.note(`fetched from the container: ${files.join(', ') || 'nothing'}`);
-  const bundle = files.find((file) => path.basename(file) === 'work.bundle');
-  const result = files.find((file) => path.basename(file) === 'result');
-  if (!result) {
-    throw new AgentWorkerError("The container did not finish collecting the agent's work (no result file).", ExitCode.collect, 'See agent.stderr.log in the run\'s log folder.');
-  }
-  if (!bundle) {
-    await createBranchAt(repo, branch, base);
-    return { head: base, quarantined: [], redactedCommits: 0 };
-  }
-  const incoming = `refs/agent-worker/incoming/${scrub.runId}`;
-  const fetched = await fetchBundleInto(repo, path.join(outDir, bundle), incoming);
-  let scrubbed: ScrubResult;
-  try {
-    scrubbed = await scrubCommits(repo, base, fetched, scrub.patterns, scrub.quarantineDir);
-  } catch (error) {
-    throw new AgentWorkerError(
-      `The agent's commits could not be checked for credentials: ${errorMessage(error)}`,
-      ExitCode.collect,
-      `They are kept unchecked under ${incoming} in ${repo.root}; inspect them before you branch from it, and delete it with \`git update-ref -d ${incoming}\`.`,
-      { cause: error },
-    );
-  }
-  if (scrubbed.head !== fetched) runLog.note(`agent's commits rewritten without credentials: ${fetched} → ${scrubbed.head}`);
-  await createBranchAt(repo, branch, scrubbed.head);
-  await repo.git.raw(['update-ref', '-d', incoming]);
-  return scrubbed;
-}
-
-/**
- * Copy mode: checks the branch out at the end, as mount mode leaves it — only when no other run holds
- * the working tree and the user's tree is still clean.
- */
-async function checkoutIfFree(repo: Repo, branch: string, runLog: RunLog, env: NodeJS.ProcessEnv, runId: string, base: string): Promise<void> {
-  const { lock } = await acquireRepoLock(stateRoot(env), repo.root, { runId, baseCommit: base });
-  if (!lock) {
-    runLog.note(`another run holds the working tree; ${branch} was created but not checked out`);
-    return;
-  }
-  try {
-    if (await isClean(repo)) await checkoutBranch(repo, branch);
-    else runLog.note(`working tree changed during the run; ${branch} was created but not checked out`);
-  } finally {
-    await lock.release();
-  }
-}
-
 /** agent-worker's state folder: `$XDG_STATE_HOME/agent-worker` (else `~/.local/state/agent-worker`). */
 function stateRoot(env: NodeJS.ProcessEnv): string {
   return path.dirname(runsRoot(env));
-}
-
-/**
- * For a linked worktree (or a submodule checkout) whose `.git` is a file, the repository's common git
- * dir, which lives outside the work tree; nothing for a plain checkout.
- */
-async function linkedGitDirs(repo: Repo): Promise<string[]> {
-  if ((await stat(path.join(repo.root, '.git'))).isDirectory()) return [];
-  const common = path.resolve(repo.root, (await repo.git.raw(['rev-parse', '--git-common-dir'])).trim());
-  return [common];
 }
 
 /**
