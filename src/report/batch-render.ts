@@ -7,7 +7,7 @@ import { Chalk, type ChalkInstance } from 'chalk';
 import Table from 'cli-table3';
 import type { BatchReport, TaskResult, TaskStatus } from '../batch/types.js';
 import { fitColumns, singleLine } from '../ui/progress.js';
-import { formatCost, formatCount, formatDuration, printable, STATUS_WORDS } from './render.js';
+import { colorStatus, formatCost, formatCount, formatDuration, printable, STATUS_WORDS } from './render.js';
 import type { RunReport } from './types.js';
 
 /** Characters of a `not_run` task's error message shown in its table row. */
@@ -21,18 +21,7 @@ export function taskStatusWord(status: TaskStatus): string {
 
 /** `status` in its colour: green for success, red for failures of the agent and for `not_run`, yellow for the rest. */
 export function colorTaskStatus(c: ChalkInstance, status: TaskStatus): string {
-  const word = taskStatusWord(status);
-  switch (status) {
-    case 'success':
-      return c.green(word);
-    case 'agent_error':
-    case 'auth_failed':
-    case 'credential_leak':
-    case 'not_run':
-      return c.red(word);
-    default:
-      return c.yellow(word);
-  }
+  return status === 'not_run' ? c.red(taskStatusWord(status)) : colorStatus(c, status, taskStatusWord(status));
 }
 
 /** Bytes in a KiB, a MiB and a GiB. */

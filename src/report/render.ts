@@ -187,8 +187,8 @@ function shortCommit(sha: string): string {
   return sha === '' ? '—' : sha.slice(0, SHORT_COMMIT_LENGTH);
 }
 
-function colorStatus(c: ChalkInstance, status: RunStatus): string {
-  const word = STATUS_WORDS[status] ?? String(status);
+/** `status` in its colour: green for success, red for failures of the agent, yellow for the rest; `word` replaces its text. */
+export function colorStatus(c: ChalkInstance, status: RunStatus, word = STATUS_WORDS[status] ?? String(status)): string {
   switch (status) {
     case 'success':
       return c.green(word);

@@ -2,30 +2,14 @@
 import { describe, expect, it } from 'vitest';
 import type { BatchReport, TaskRef, TaskResult } from '../../src/batch/types.js';
 import { formatBytes, renderBatchJson, renderBatchTable } from '../../src/report/batch-render.js';
+import { makeRunReport } from '../helpers/reports.js';
 import type { RunReport } from '../../src/report/types.js';
 
 const ESC = '\u001B';
 const MiB = 1024 * 1024;
 
 function runReport(overrides: Partial<RunReport>): RunReport {
-  return {
-    runId: 'run-x',
-    status: 'success',
-    branch: 'feat/x',
-    baseCommit: '0'.repeat(40),
-    headCommit: '1'.repeat(40),
-    durationMs: 41_234,
-    agent: { type: 'codex', version: '0.1', model: 'gpt-5', exitCode: 0, wallMs: 40_000, sessionId: null, turns: 4, resultText: null, error: null },
-    tokens: { input: 10_000, output: 2_000, cacheRead: 345, cacheWrite: 0, reasoning: 0, total: 12_345 },
-    costUsd: 0.0123,
-    changes: { filesChanged: 2, linesAdded: 10, linesRemoved: 2, files: [] },
-    image: { tag: 'agent-worker:x', built: false, buildMs: 1, dockerfile: null },
-    warnings: [],
-    verify: null,
-    resources: { cpuSeconds: 12.34, peakMemoryBytes: 512 * MiB },
-    logDir: '/tmp/run-x',
-    ...overrides,
-  };
+  return makeRunReport({ resources: { cpuSeconds: 12.34, peakMemoryBytes: 512 * MiB }, ...overrides });
 }
 
 function ref(index: number, project: string, branch: string, agentType: string): TaskRef {

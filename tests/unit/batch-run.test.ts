@@ -7,26 +7,16 @@ import type { TaskResult } from '../../src/batch/types.js';
 import type { RunReport } from '../../src/report/types.js';
 import { AgentWorkerError, ConfigError, DockerError, ExitCode, ImageBuildError, PreflightError } from '../../src/errors.js';
 import { DaemonLostError } from '../../src/docker/container.js';
+import { makeRunReport } from '../helpers/reports.js';
 
 function run(overrides: Partial<RunReport>): RunReport {
-  return {
-    runId: 'r',
-    status: 'success',
-    branch: 'b',
-    baseCommit: 'a'.repeat(40),
-    headCommit: 'b'.repeat(40),
-    durationMs: 1000,
-    agent: { type: 'claude', version: null, model: null, exitCode: 0, wallMs: 500, sessionId: null, turns: 1, resultText: null },
+  return makeRunReport({
     tokens: { input: 10, output: 5, cacheRead: 2, cacheWrite: 1, reasoning: 1, total: 18 },
     costUsd: 0.1,
     changes: { filesChanged: 1, linesAdded: 3, linesRemoved: 1, files: [] },
-    image: { tag: 't', built: false, buildMs: 1, dockerfile: null },
-    warnings: [],
-    verify: null,
-    logDir: '/tmp/x',
     resources: { peakMemoryBytes: 100, cpuSeconds: 1.5 },
     ...overrides,
-  };
+  });
 }
 
 function result(status: TaskResult['status'], index = 0): TaskResult {

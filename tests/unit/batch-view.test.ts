@@ -6,6 +6,7 @@
 import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { BatchEvent, TaskProgress, TaskRef, TaskResult } from '../../src/batch/types.js';
+import { makeRunReport } from '../helpers/reports.js';
 import type { RunReport, RunStatus } from '../../src/report/types.js';
 import { createBatchView, formatElapsed, MIN_REDRAW_INTERVAL_MS, type BatchView } from '../../src/ui/batch-view.js';
 
@@ -113,23 +114,7 @@ function task(index: number, overrides: Partial<TaskRef> = {}): TaskRef {
 }
 
 function runReport(overrides: Partial<RunReport> = {}): RunReport {
-  return {
-    runId: 'run-1',
-    status: 'success',
-    branch: 'feat/x',
-    baseCommit: '0'.repeat(40),
-    headCommit: '1'.repeat(40),
-    durationMs: 41_234,
-    agent: { type: 'codex', version: '0.1', model: 'gpt-5', exitCode: 0, wallMs: 40_000, sessionId: null, turns: 4, resultText: null, error: null },
-    tokens: { input: 10_000, output: 2_000, cacheRead: 345, cacheWrite: 0, reasoning: 0, total: 12_345 },
-    costUsd: 0.0123,
-    changes: { filesChanged: 2, linesAdded: 10, linesRemoved: 2, files: [] },
-    image: { tag: 'agent-worker:x', built: false, buildMs: 1, dockerfile: null },
-    warnings: [],
-    verify: null,
-    logDir: '/tmp/run-1',
-    ...overrides,
-  };
+  return makeRunReport({ runId: 'run-1', logDir: '/tmp/run-1', ...overrides });
 }
 
 function finished(ref: TaskRef, status: RunStatus | 'not_run', report: Partial<RunReport> | null = {}, result: Partial<TaskResult> = {}): BatchEvent {
