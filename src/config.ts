@@ -11,10 +11,11 @@ import { parse as parseDotenv } from 'dotenv';
 import { ConfigError } from './errors.js';
 import { agentTypes, getAgentPlugin } from '../agents/index.js';
 import type { AgentCapabilities } from '../agents/types.js';
-import { parse as parseShellWords } from 'shell-quote';
 import type { PriceTable, RunConfig } from './config/types.js';
+import { checkDockerHost, checkHttpUrl, checkMcpConfig, isHostName, isValidTimeZone, mcpUrlHosts, parseAgentCommand, parsePriceTable, parseSize } from './config/values.js';
 
 export type { ModelPrices, PriceTable, RunConfig, WorkspaceMode } from './config/types.js';
+export { checkDockerHost, checkHttpUrl, checkMcpConfig, mcpUrlHosts, parseAgentCommand, parsePriceTable, parseSize } from './config/values.js';
 
 /** Flag values as commander hands them over: strings, booleans, string lists; undefined when not given. */
 export interface RawFlags {
@@ -451,14 +452,6 @@ export async function loadConfig(flags: RawFlags, context: ConfigContext): Promi
   return config;
 }
 
-/** Bytes in a size like `512m`, `4g`, `1.5G`, `2048` (bytes); undefined when it is not one. */
-export function parseSize(value: string): number | undefined {
-  const match = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(value.trim());
-  if (!match) return undefined;
-  const unit = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[match[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
-  return Math.floor(Number(match[1]) * unit);
-}
-
 /** Words for the errno codes a file a flag names most often fails with. */
 const FILE_ERROR_WORDS: Record<string, string> = {
   ENOENT: 'no such file',
@@ -516,153 +509,3 @@ function parsePositiveInt(raw: string, flag: string, unit: string, problems: str
   return Number(trimmed);
 }
 
-/** Returns why `value` is not a usable http(s) URL, or undefined when it is. */
-export function checkHttpUrl(value: string): string | undefined {
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    return 'is not a URL (expected e.g. https://api.anthropic.com).';
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') return `has protocol ${url.protocol}; use http:// or https://.`;
-  if (!url.hostname) return 'has no host name.';
-  return undefined;
-}
-
-/**
- * Returns why `json` is not a Claude Code MCP configuration (`{"mcpServers": {name: {...}}}`, as in
- * Claude Code's `--mcp-config` and `.mcp.json`), or undefined when it is one.
- */
-export function checkMcpConfig(json: string): string | undefined {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(json);
-  } catch (error) {
-    return `is not JSON (${(error as Error).message}).`;
-  }
-  const servers = (parsed as { mcpServers?: unknown } | null)?.mcpServers;
-  if (typeof servers !== 'object' || servers === null || Array.isArray(servers)) {
-    return 'has no "mcpServers" object (expected {"mcpServers": {"name": {"command": …} or {"type": "http", "url": …}}}).';
-  }
-  return undefined;
-}
-
-/** Host names of the `url` of every remote (http/sse) server in an MCP configuration, for the firewall check. */
-export function mcpUrlHosts(json: string): string[] {
-  const servers = (JSON.parse(json) as { mcpServers: Record<string, { url?: unknown }> }).mcpServers;
-  const hosts = new Set<string>();
-  for (const server of Object.values(servers)) {
-    if (typeof server?.url !== 'string') continue;
-    try {
-      hosts.add(new URL(server.url).hostname.replace(/^\[|\]$/g, ''));
-    } catch {
-      // not a URL: Claude Code reports it
-    }
-  }
-  return [...hosts];
-}
-
-/** Returns why `value` is not a Docker daemon URL this tool accepts, or undefined when it is. */
-export function checkDockerHost(value: string): string | undefined {
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    return 'is not a URL (expected unix:///var/run/docker.sock, tcp://host:2376 or ssh://user@host).';
-  }
-  if (url.protocol === 'unix:') return url.pathname ? undefined : 'names no socket path.';
-  if (url.protocol === 'tcp:' || url.protocol === 'ssh:' || url.protocol === 'http:' || url.protocol === 'https:') {
-    return url.hostname ? undefined : 'names no host.';
-  }
-  return `has protocol ${url.protocol}; use unix://, tcp:// or ssh://.`;
-}
-
-function isValidTimeZone(zone: string): boolean {
-  try {
-    new Intl.DateTimeFormat('en', { timeZone: zone });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function isHostName(host: string): boolean {
-  if (isIP(host)) return true;
-  return host.length <= 253 && /^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?)(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?)*\.?$/i.test(host);
-}
-
-/**
- * Reads a `--prices` file: JSON `{"<model>": {"input": 1.25, "output": 10, "cacheRead": 0.125, "cacheWrite": 0}}`,
- * US dollars per million tokens, each a number ≥ 0 (`cacheRead`/`cacheWrite` optional). Each problem goes to
- * `problem`; the table is undefined when there was any.
- */
-export function parsePriceTable(text: string, problem: (text: string) => void): PriceTable | undefined {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (error) {
-    problem(`is not JSON (${error instanceof Error ? error.message : String(error)}).`);
-    return undefined;
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    problem('must be a JSON object of models, e.g. {"gpt-5": {"input": 1.25, "output": 10}}.');
-    return undefined;
-  }
-  const table: PriceTable = {};
-  let ok = true;
-  for (const [model, value] of Object.entries(parsed as Record<string, unknown>)) {
-    const entry = typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
-    const price = (key: string, required: boolean): number | undefined => {
-      const amount = entry?.[key];
-      if (amount === undefined && !required) return undefined;
-      if (typeof amount !== 'number' || !Number.isFinite(amount) || amount < 0) {
-        problem(`${JSON.stringify(model)}.${key} must be a number of US dollars per million tokens, 0 or more.`);
-        ok = false;
-        return undefined;
-      }
-      return amount;
-    };
-    if (!entry) {
-      problem(`${JSON.stringify(model)} must be an object with "input" and "output" prices.`);
-      ok = false;
-      continue;
-    }
-    const unknown = Object.keys(entry).filter((key) => !['input', 'output', 'cacheRead', 'cacheWrite'].includes(key));
-    if (unknown.length > 0) {
-      problem(`${JSON.stringify(model)} has unknown field(s) ${unknown.join(', ')} (known: input, output, cacheRead, cacheWrite).`);
-      ok = false;
-    }
-    const input = price('input', true);
-    const output = price('output', true);
-    const cacheRead = price('cacheRead', false);
-    const cacheWrite = price('cacheWrite', false);
-    if (input !== undefined && output !== undefined) table[model] = { input, output, ...(cacheRead === undefined ? {} : { cacheRead }), ...(cacheWrite === undefined ? {} : { cacheWrite }) };
-  }
-  return ok ? table : undefined;
-}
-
-/**
- * Splits `--agent-command` into argv like a POSIX shell would (quotes, backslashes), without running a shell:
- * `$VAR` stays literal, and shell operators (`|`, `&&`, `>`, `;` …) and comments are refused, with the fix (a script,
- * or `bash -c '…'`). Each problem goes to `problem`; undefined when there was any.
- */
-export function parseAgentCommand(text: string, problem: (text: string) => void): string[] | undefined {
-  const parts = parseShellWords(text, (name) => `$${name}`);
-  const argv: string[] = [];
-  for (const part of parts) {
-    if (typeof part === 'string') argv.push(part);
-    else {
-      problem(`${JSON.stringify(text)} holds shell syntax (${'op' in part ? part.op : 'comment' in part ? '#' : 'a pattern'}), which is not run by a shell; put it in a script, or use bash -c '…'.`);
-      return undefined;
-    }
-  }
-  if (argv.length === 0 || argv[0] === '') {
-    problem('the command is empty.');
-    return undefined;
-  }
-  if (argv.some((arg) => arg.includes('\0'))) {
-    problem('the command contains a NUL byte.');
-    return undefined;
-  }
-  return argv;
-}
