@@ -6,12 +6,98 @@ import { isIP } from 'node:net';
 import { parse as parseShellWords } from 'shell-quote';
 import type { PriceTable } from './types.js';
 
+/** A parser's answer: the value, or what is wrong with the raw value (each a sentence, without the flag). */
+export type Parsed<T> = { value: T } | { problems: string[] };
+
+/** The answer of a raw value that is fine: `value`. */
+export function ok<T>(value: T): Parsed<T> {
+  return { value };
+}
+
+/** The answer of a raw value that is not: its problems. */
+export function invalid(...problems: string[]): { problems: string[] } {
+  return { problems };
+}
+
+/** Words a boolean variable may hold, lower case (after trimming); any other word is a problem. */
+const TRUE_WORDS = new Set(['1', 'true', 'yes', 'on']);
+const FALSE_WORDS = new Set(['0', 'false', 'no', 'off', '']);
+
+/**
+ * A boolean from a word: 1/true/yes/on or 0/false/no/off (any case, around spaces), `variable` naming where it was
+ * read for the problem (e.g. `FORCE_REBUILD="maybe" is not a boolean (use 1/0, true/false).`).
+ */
+export function parseBooleanWord(raw: string, variable: string | undefined): Parsed<boolean> {
+  const word = raw.trim().toLowerCase();
+  if (TRUE_WORDS.has(word)) return ok(true);
+  if (FALSE_WORDS.has(word)) return ok(false);
+  return invalid(`${variable === undefined ? '' : `${variable}=`}${JSON.stringify(raw)} is not a boolean (use 1/0, true/false).`);
+}
+
+/**
+ * Whether `DEBUG` turns agent-worker's debug logging on: a true word (1/true/yes/on, any case), a `debug` namespace
+ * list naming agent-worker (`agent-worker:*`), or `*`. Anything else is off, never a problem.
+ */
+export function parseDebugWord(raw: string): Parsed<boolean> {
+  return ok(TRUE_WORDS.has(raw.toLowerCase()) || raw.includes('agent-worker') || raw === '*');
+}
+
+/** Host names (or patterns) in a list separated by commas and/or white space; empty entries are dropped. */
+export function splitList(value: string): string[] {
+  return value.split(/[\s,]+/).filter(Boolean);
+}
+
 /** Bytes in a size like `512m`, `4g`, `1.5G`, `2048` (bytes); undefined when it is not one. */
 export function parseSize(value: string): number | undefined {
   const match = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(value.trim());
   if (!match) return undefined;
   const unit = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[match[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
   return Math.floor(Number(match[1]) * unit);
+}
+
+/** Words for the errno codes a file a flag names most often fails with. */
+const FILE_ERROR_WORDS: Record<string, string> = {
+  ENOENT: 'no such file',
+  EACCES: 'permission denied',
+  EPERM: 'permission denied',
+  EISDIR: 'it is a folder, not a file',
+  ENOTDIR: 'a part of the path is not a folder',
+  ELOOP: 'too many symbolic links',
+  ENAMETOOLONG: 'the path is too long',
+};
+
+/**
+ * The problem for a file that could not be read: `cannot read <file>: <reason> (<errno code>).`, e.g.
+ * `cannot read /x.pem: no such file (ENOENT).` (the loader puts the flag before it).
+ */
+export function cannotRead(file: string, error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  const words = code === undefined ? String(error) : (FILE_ERROR_WORDS[code] ?? code);
+  return `cannot read ${file}: ${words}${code !== undefined && FILE_ERROR_WORDS[code] ? ` (${code})` : ''}.`;
+}
+
+/**
+ * The longest duration the tool accepts, in seconds: Node's timers hold at most 2^31 − 1 ms (about 24.8 days);
+ * a longer one fires at once (TimeoutOverflowWarning), so it is refused instead.
+ */
+export const MAX_DURATION_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
+
+/** A duration in whole seconds, from 1 to {@link MAX_DURATION_SECONDS}; the problem names the largest value allowed. */
+export function parseDurationSeconds(raw: string): Parsed<number> {
+  const seconds = parsePositiveInt(raw, 'seconds');
+  if ('value' in seconds && seconds.value > MAX_DURATION_SECONDS) {
+    return invalid(`${JSON.stringify(raw)} seconds is too long; the largest value allowed is ${MAX_DURATION_SECONDS} (about 24 days).`);
+  }
+  return seconds;
+}
+
+/** A whole number above 0 (around spaces), counting `unit` (for the problem: `… is not a positive whole number of turns.`). */
+export function parsePositiveInt(raw: string, unit: string): Parsed<number> {
+  const trimmed = raw.trim();
+  if (!/^\d+$/.test(trimmed) || Number(trimmed) <= 0 || !Number.isSafeInteger(Number(trimmed))) {
+    return invalid(`${JSON.stringify(raw)} is not a positive whole number of ${unit}.`);
+  }
+  return ok(Number(trimmed));
 }
 
 /** Returns why `value` is not a usable http(s) URL, or undefined when it is. */
