@@ -32,7 +32,7 @@ describe('a mistyped command', () => {
 
   it('a word that is no command keeps the hint to put the task in --task', async () => {
     const result = await runCli(['fix the login test'], { cwd, env: { XDG_STATE_HOME: cwd }, timeoutMs: 20_000 });
-    expect(result.stderr).toContain('agent-worker: unexpected argument "fix the login test"; put the task in --task "…" (commands: doctor, runs, logs, gc).');
+    expect(result.stderr).toContain('agent-worker: unexpected argument "fix the login test"; put the task in --task "…" (commands: batch, doctor, runs, logs, gc).');
     expect(result.stderr).not.toMatch(/Did you mean/);
     expect(result.code).toBe(2);
   });
