@@ -219,7 +219,9 @@ export function watchResources(container: Docker.Container, options: WatchResour
           return;
         }
         stream = response;
-        response.socket?.unref();
+        // Over ssh the socket is an ssh2 channel, which has no unref(): the stream is then ended by stop().
+        const socket = response.socket as { unref?: unknown } | null | undefined;
+        if (typeof socket?.unref === 'function') (socket as { unref(): void }).unref();
         response.on('data', (chunk: Buffer | string) => parser.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk));
         response.on('error', (error: unknown) => log('stats of %s: stream error: %s', shortId, errorMessage(error)));
         response.on('end', () => {
@@ -231,7 +233,9 @@ export function watchResources(container: Docker.Container, options: WatchResour
       (error: unknown) => {
         if (!closed) log('stats of %s: cannot open the stream: %s', shortId, errorMessage(error));
       },
-    );
+    )
+      // Reading what a container used is never worth a run: nothing here may end the process.
+      .catch((error: unknown) => log('stats of %s: %s', shortId, errorMessage(error)));
   }
 
   const finalRead = async (): Promise<void> => {

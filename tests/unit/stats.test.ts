@@ -201,6 +201,26 @@ describe('watchResources', () => {
     expect(calls).toHaveLength(2);
   });
 
+  it('a stream over ssh (its socket an ssh2 channel without unref) is read like any other, nothing thrown', async () => {
+    const channel = new PassThrough();
+    // ssh2's Channel: a duplex stream with no unref().
+    const { container } = fakeContainer(async () => V1_FRAME, async () => Object.assign(channel, { socket: new PassThrough() }));
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const watch = watchResources(container);
+      await tick();
+      channel.write(`${JSON.stringify(V1_FRAME)}\n`);
+      await tick();
+      expect(await watch.stop()).toEqual({ peakMemoryBytes: 43_261_952, cpuSeconds: V1_FRAME.cpu_stats.cpu_usage.total_usage / 1e9 });
+      await tick();
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
   it('ignores a failed last read (the container is gone) and a stream that never opened', async () => {
     const gone = fakeContainer(() => Promise.reject(new Error('(HTTP code 404) no such container')));
     const watch = watchResources(gone.container);
