@@ -7,6 +7,7 @@ import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { BatchEvent, TaskProgress, TaskRef, TaskResult } from '../../src/batch/types.js';
 import { makeRunReport } from '../helpers/reports.js';
+import { Screen } from '../helpers/screen.js';
 import type { RunReport, RunStatus } from '../../src/report/types.js';
 import { createBatchView, formatElapsed, MIN_REDRAW_INTERVAL_MS, type BatchView } from '../../src/ui/batch-view.js';
 
@@ -20,14 +21,11 @@ const ESC = '\u001B';
 class FakeTerminal extends Writable {
   output = '';
   writes = 0;
-  wraps = 0;
   cursorVisible = true;
   /** Colour sequences seen. */
   sgr = 0;
   unknownEscapes: string[] = [];
-  private readonly screen: string[][] = [[]];
-  private row = 0;
-  private col = 0;
+  private readonly screen: Screen;
 
   constructor(
     readonly isTTY: boolean,
@@ -35,6 +33,11 @@ class FakeTerminal extends Writable {
     readonly rows?: number,
   ) {
     super({ decodeStrings: false });
+    this.screen = new Screen(columns);
+  }
+
+  get wraps(): number {
+    return this.screen.wraps;
   }
 
   override _write(chunk: string | Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
@@ -52,9 +55,7 @@ class FakeTerminal extends Writable {
 
   /** The screen's lines, trailing spaces and trailing empty lines removed. */
   lines(): string[] {
-    const lines = this.screen.map((line) => line.join('').trimEnd());
-    while (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
-    return lines;
+    return this.screen.lines();
   }
 
   private take(text: string): void {
@@ -63,7 +64,7 @@ class FakeTerminal extends Writable {
     // eslint-disable-next-line no-control-regex
     for (const part of text.split(/(\u001B\[[0-9;?]*[ -/]*[@-~])/)) {
       if (part.startsWith(`${ESC}[`)) this.csi(part);
-      else for (const char of part) this.put(char);
+      else for (const char of part) this.screen.put(char);
     }
   }
 
@@ -74,38 +75,11 @@ class FakeTerminal extends Writable {
     const n = number ? Number(number) : 0;
     if (private_ === '?' && n === 25 && final === 'l') this.cursorVisible = false;
     else if (private_ === '?' && n === 25 && final === 'h') this.cursorVisible = true;
-    else if (final === 'A') this.row = Math.max(0, this.row - Math.max(1, n));
-    else if (final === 'J' && n === 0) {
-      this.line().length = Math.min(this.line().length, this.col);
-      this.screen.length = this.row + 1;
-    } else if (final === 'K' && n === 2) this.line().length = 0;
+    else if (final === 'A') this.screen.row = Math.max(0, this.screen.row - Math.max(1, n));
+    else if (final === 'J' && n === 0) this.screen.eraseBelow();
+    else if (final === 'K' && n === 2) this.screen.line().length = 0;
     else if (final === 'm') this.sgr += 1;
     else this.unknownEscapes.push(sequence);
-  }
-
-  private line(): string[] {
-    while (this.screen.length <= this.row) this.screen.push([]);
-    return this.screen[this.row]!;
-  }
-
-  private put(char: string): void {
-    if (char === '\n') {
-      this.row += 1;
-      this.col = 0;
-      this.line();
-    } else if (char === '\r') {
-      this.col = 0;
-    } else {
-      if (this.col >= this.columns) {
-        this.row += 1;
-        this.col = 0;
-        this.wraps += 1;
-      }
-      const line = this.line();
-      while (line.length < this.col) line.push(' ');
-      line[this.col] = char;
-      this.col += 1;
-    }
   }
 }
 

@@ -6,6 +6,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { buildStepReader } from '../../src/docker/image.js';
 import { createProgress, fitColumns, singleLine, type Progress } from '../../src/ui/progress.js';
+import { Screen } from '../helpers/screen.js';
 
 /** How long to let ora draw at least one more frame (its dots spinner redraws every 80 ms), in ms. */
 const FRAME_MS = 100;
@@ -19,12 +20,15 @@ class FakeTerminal {
   readonly isTTY = true;
   readonly rows = 24;
   readonly writes: string[] = [];
-  wraps = 0;
-  private readonly screen: string[][] = [[]];
-  private row = 0;
-  private col = 0;
+  private readonly screen: Screen;
 
-  constructor(readonly columns: number) {}
+  constructor(readonly columns: number) {
+    this.screen = new Screen(columns);
+  }
+
+  get wraps(): number {
+    return this.screen.wraps;
+  }
 
   write(chunk: string | Uint8Array, encoding?: unknown, callback?: unknown): boolean {
     const text = typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8');
@@ -32,7 +36,7 @@ class FakeTerminal {
     // eslint-disable-next-line no-control-regex
     for (const part of text.split(/(\u001B\[[0-9;?]*[ -/]*[@-~])/)) {
       if (part.startsWith('\u001B[')) continue;
-      for (const char of part) this.put(char);
+      for (const char of part) this.screen.put(char);
     }
     const done = typeof encoding === 'function' ? encoding : callback;
     if (typeof done === 'function') (done as () => void)();
@@ -40,21 +44,21 @@ class FakeTerminal {
   }
 
   cursorTo(x: number): boolean {
-    this.col = x;
+    this.screen.col = x;
     return true;
   }
 
   moveCursor(dx: number, dy: number): boolean {
-    this.col = Math.max(0, this.col + dx);
-    this.row = Math.max(0, this.row + dy);
+    this.screen.col = Math.max(0, this.screen.col + dx);
+    this.screen.row = Math.max(0, this.screen.row + dy);
     return true;
   }
 
   clearLine(dir: -1 | 0 | 1): boolean {
-    const line = this.line();
-    if (dir === 1) line.length = Math.min(line.length, this.col);
+    const line = this.screen.line();
+    if (dir === 1) line.length = Math.min(line.length, this.screen.col);
     else if (dir === 0) line.length = 0;
-    else for (let index = 0; index <= this.col && index < line.length; index++) line[index] = ' ';
+    else for (let index = 0; index <= this.screen.col && index < line.length; index++) line[index] = ' ';
     return true;
   }
 
@@ -70,35 +74,7 @@ class FakeTerminal {
 
   /** The screen as text: one entry per line, trailing blanks and empty lines at the end dropped. */
   lines(): string[] {
-    const lines = this.screen.map((line) => Array.from(line, (char) => char ?? ' ').join('').trimEnd());
-    while (lines.length > 0 && lines.at(-1) === '') lines.pop();
-    return lines;
-  }
-
-  private line(): string[] {
-    while (this.screen.length <= this.row) this.screen.push([]);
-    return this.screen[this.row]!;
-  }
-
-  private put(char: string): void {
-    if (char === '\n') {
-      this.row += 1;
-      this.col = 0;
-    } else if (char === '\r') {
-      this.col = 0;
-    } else if (char === '\t') {
-      this.col = Math.min(this.columns - 1, (Math.floor(this.col / 8) + 1) * 8);
-    } else {
-      if (this.col >= this.columns) {
-        this.row += 1;
-        this.col = 0;
-        this.wraps += 1;
-      }
-      const line = this.line();
-      while (line.length < this.col) line.push(' ');
-      line[this.col] = char;
-      this.col += 1;
-    }
+    return this.screen.lines();
   }
 }
 
