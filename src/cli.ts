@@ -6,6 +6,7 @@
  */
 import type { Command } from 'commander';
 import { VERSION } from './version.js';
+import { editDistance } from './text/edit-distance.js';
 import type { RawFlags, RunConfig } from './config.js';
 import { AgentWorkerError, ConfigError, ExitCode, ImageBuildError, errorMessage, interruptExitCode } from './errors.js';
 
@@ -141,18 +142,6 @@ function similarCommands(word: string): string[] {
     best.push(command);
   }
   return best;
-}
-
-/** Optimal string alignment distance (Damerau–Levenshtein without repeated edits): insertions, deletions, substitutions, adjacent swaps. */
-function editDistance(a: string, b: string): number {
-  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1);
-    }
-  }
-  return d[a.length]![b.length]!;
 }
 
 /** Loads the configuration for this process (flags > environment > .env > defaults). */

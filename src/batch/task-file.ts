@@ -15,6 +15,7 @@ import path from 'node:path';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml';
 import { loadConfig, SETTINGS, type ConfigContext, type RawFlags, type RunConfig } from '../config.js';
 import { ConfigError } from '../errors.js';
+import { editDistance } from '../text/edit-distance.js';
 import type { TaskSpec } from './types.js';
 
 /** A task file as read: its defaults and its tasks, each with the 1-based line it starts on. */
@@ -334,7 +335,7 @@ function kebab(camel: string): string {
 }
 
 /**
- * The candidate closest to `word` (ignoring case, `-` and `_`) by Levenshtein distance, when within
+ * The candidate closest to `word` (ignoring case, `-` and `_`) by edit distance (a swap of two letters is one edit), when within
  * max(2, a third of its length); else undefined.
  */
 function closest<T extends string>(word: string, candidates: readonly T[]): T | undefined {
@@ -342,22 +343,10 @@ function closest<T extends string>(word: string, candidates: readonly T[]): T | 
   const target = plain(word);
   let best: { candidate: T; distance: number } | undefined;
   for (const candidate of candidates) {
-    const distance = levenshtein(target, plain(candidate));
+    const distance = editDistance(target, plain(candidate));
     if (distance <= Math.max(2, Math.floor(candidate.length / 3)) && (best === undefined || distance < best.distance)) best = { candidate, distance };
   }
   return best?.candidate;
-}
-
-function levenshtein(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, index) => index);
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i];
-    for (let j = 1; j <= b.length; j++) {
-      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    previous = current;
-  }
-  return previous[b.length]!;
 }
 
 type FileParts = Omit<ParsedTaskFile, 'file'>;
