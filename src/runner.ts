@@ -6,7 +6,7 @@
  */
 import createDebug from 'debug';
 import { connectDocker, connectOptionsFor, type DockerConnection } from './docker/client.js';
-import { ensureImage, imageContentHash, type EnsuredImage, type ImageSpec } from './docker/image.js';
+import { ensureImage, imageContentHash, imageTag, type EnsuredImage, type ImageSpec } from './docker/image.js';
 import { collectGarbage, type RemovedContainer } from './gc.js';
 import type { RunConfig } from './config.js';
 
@@ -60,16 +60,17 @@ export class Runner {
    * kept: the next caller tries again.
    * @throws ImageBuildError as ensureImage does.
    */
-  async ensureImage(docker: DockerConnection, spec: ImageSpec, options: Parameters<typeof ensureImage>[2]): Promise<EnsuredImage> {
+  async ensureImage(docker: DockerConnection, spec: ImageSpec, options: Omit<Parameters<typeof ensureImage>[2], 'contentHash'>): Promise<EnsuredImage> {
     const started = Date.now();
-    const key = `${docker.info.endpoint}\0${await imageContentHash(spec)}\0${spec.repository ?? ''}`;
+    const contentHash = await imageContentHash(spec);
+    const key = `${docker.info.endpoint}\0${imageTag(contentHash, spec.repository)}`;
     const pending = this.images.get(key);
     if (pending) {
       const image = await pending;
       log('image %s shared', image.tag);
       return { ...image, built: false, durationMs: Date.now() - started };
     }
-    const ensuring = ensureImage(docker.docker, spec, options);
+    const ensuring = ensureImage(docker.docker, spec, { ...options, contentHash });
     this.images.set(key, ensuring);
     ensuring.catch(() => {
       if (this.images.get(key) === ensuring) this.images.delete(key);

@@ -241,10 +241,11 @@ export interface EnsuredImage {
 export async function ensureImage(
   docker: Docker,
   spec: ImageSpec,
-  options: { force: boolean; onProgress?: BuildProgress; signal?: AbortSignal },
+  options: { force: boolean; onProgress?: BuildProgress; signal?: AbortSignal; contentHash?: string },
 ): Promise<EnsuredImage> {
   const started = Date.now();
-  const contentHash = await imageContentHash(spec);
+  // The caller may have hashed the spec already (the runner does, to share one build between runs).
+  const contentHash = options.contentHash ?? (await imageContentHash(spec));
   const tag = imageTag(contentHash, spec.repository);
   if (!options.force && (await imageExists(docker, tag))) {
     log('image %s is cached', tag);
