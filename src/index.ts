@@ -121,11 +121,7 @@ export async function runTask(options: TaskOptions, context: ApiContext & { on?:
   const cwd = context.cwd ?? process.cwd();
   if (options.base !== undefined) throw new ConfigError(['base: only a batch task takes a base; a single run starts from HEAD.']);
   const config = await loadConfig(toFlags(options), { cwd, env, readStdin: noStdin, hostTimeZone: Intl.DateTimeFormat().resolvedOptions().timeZone });
-  const emit = (event: RunEvent): void => {
-    const on = context.on;
-    if (typeof on === 'function') on(event);
-    else (on as EventEmitter | undefined)?.emit(event.type, event);
-  };
+  const emit = (event: RunEvent): void => dispatch(context.on, event);
   const progress: Progress = {
     phase: (text) => emit({ type: 'phase', text }),
     detail: () => undefined,
@@ -185,7 +181,6 @@ export async function runBatch(tasks: TaskOptions[], options: BatchApiOptions = 
     }
   }
   if (problems.length > 0) throw new ConfigError(problems);
-  const on = options.on;
   return runBatchTasks(resolved, {
     env,
     uid: process.getuid?.() ?? 1000,
@@ -197,11 +192,14 @@ export async function runBatch(tasks: TaskOptions[], options: BatchApiOptions = 
     batchId,
     signal: options.signal,
     runner: options.runner,
-    onEvent: (event) => {
-      if (typeof on === 'function') on(event);
-      else (on as EventEmitter | undefined)?.emit(event.type, event);
-    },
+    onEvent: (event) => dispatch(options.on, event),
   });
+}
+
+/** Hands `event` to the caller's callback, or emits it under its type on the caller's EventEmitter. */
+function dispatch<E extends { type: string }>(on: ((event: E) => void) | EventEmitter | undefined, event: E): void {
+  if (typeof on === 'function') on(event);
+  else on?.emit(event.type, event);
 }
 
 /** The CLI's flag values for typed options. */

@@ -10,6 +10,7 @@
  */
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import createDebug from 'debug';
 import type { RunConfig } from '../config.js';
 import { AgentWorkerError, ConfigError, DockerError, ExitCode, ImageBuildError, errorMessage, interruptExitCode } from '../errors.js';
@@ -113,6 +114,8 @@ export async function runBatchTasks(tasks: BatchTask[], options: BatchOptions): 
   const where = (task: BatchTask): string => `${options.source ? `${options.source}:` : ''}${task.line === null ? '' : `${task.line}: `}task ${task.index + 1}: `;
   const problems: string[] = [];
   const repos = new Map<string, Repo>();
+  // Each repository's tree is checked once, however many tasks it has.
+  const cleanChecks = new Map<string, Promise<void>>();
   const planned: Array<{ task: BatchTask; ref: TaskRef; base: string; resumed?: { result: TaskResult; report: RunReport } }> = [];
   for (const task of tasks) {
     try {
@@ -134,7 +137,8 @@ export async function runBatchTasks(tasks: BatchTask[], options: BatchOptions): 
       if (earlier) branch = await freeBranch(repo, branch);
       else await assertNewBranch(repo, branch);
       // A single run refuses a dirty tree in either workspace mode: so does the batch, before anything starts.
-      await assertClean(repo);
+      if (!cleanChecks.has(repo.root)) cleanChecks.set(repo.root, assertClean(repo));
+      await cleanChecks.get(repo.root);
       planned.push({ task, ref: { index: task.index, line: task.line, project: repo.root, branch, agentType: task.config.agentType }, base });
     } catch (error) {
       problems.push(`${where(task)}${errorMessage(error)}${error instanceof AgentWorkerError && error.hint ? ` (${error.hint})` : ''}`);
@@ -331,7 +335,8 @@ async function runWithRetries(
       if (taskError.infrastructure && attempt <= options.retries && !options.signal.aborted) {
         const wait = delayMs * 2 ** (attempt - 1);
         options.emit({ type: 'task-retry', task: ref, attempt: attempt + 1, error: taskError, delayMs: wait });
-        await sleep(wait, options.signal);
+        // Ctrl-C ends the wait early (and the loop then stops retrying).
+        await delay(wait, undefined, { signal: options.signal }).catch(() => undefined);
         // A run that got as far as the agent kept its partial work on the branch: the next attempt takes a new one.
         if (await branchExists(options.repo, ref.branch).catch(() => false)) ref = { ...ref, branch: await freeBranch(options.repo, first.branch) };
         continue;
@@ -429,17 +434,4 @@ async function writeState(dir: string, state: BatchState): Promise<void> {
   const file = path.join(dir, BATCH_STATE_FILE);
   await writeFile(`${file}.tmp`, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
   await rename(`${file}.tmp`, file);
-}
-
-/** Waits `ms`, or less when `signal` aborts. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 }
