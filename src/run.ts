@@ -24,9 +24,11 @@ import { PROJECT_BASE_ARG, PROJECT_IMAGE_REPOSITORY, type EnsuredImage, type Ima
 import { EgressPath, EgressProxyLostError, PROXY_ALIAS, PROXY_PORT, type EgressSpec } from './docker/egress.js';
 import { hostAllowed, UNRESOLVED, type UpstreamCheck } from './proxy/egress-proxy.js';
 import { EGRESS_LOG, EgressAudit } from './report/egress-audit.js';
-import { AgentContainer, agentProcessMark, API_UNREACHABLE_EXIT_CODE, DaemonLostError, FIREWALL_EXIT_CODE, removeTimeoutMs, type ContainerExit } from './docker/container.js';
+import { agentProcessMark, API_UNREACHABLE_EXIT_CODE, DaemonLostError, FIREWALL_EXIT_CODE, removeTimeoutMs, type ContainerExit } from './docker/container.js';
 import { ByteLineSplitter, LineSplitter } from './stream/lines.js';
-import { watchResources, type ResourceWatch } from './docker/stats.js';
+import type { ResourceWatch } from './docker/stats.js';
+import type { AgentBox, Backend, EgressBox } from './backends/types.js';
+import { LocalBackend } from './backends/local.js';
 import { secretPatterns } from './git/secret-scan.js';
 import { RunLog, runsRoot } from './report/run-log.js';
 import { acquireRepoLock, lockHolder, type RepoLock, type RepoLockInfo } from './run-lock.js';
@@ -147,6 +149,8 @@ export interface Preflight {
   busy?: RepoLockInfo;
   /** The runner the run borrows its daemon connection, image and sweep from. */
   runner: Runner;
+  /** Where the run's egress path and agent box are made. */
+  backend: Backend;
 }
 
 /**
@@ -215,7 +219,7 @@ export async function preflight(config: RunConfig, context: RunContext): Promise
     }
     if (busy) context.notice(`The working tree is in use by run ${busy.runId}; this run copies the workspace, based on ${busy.baseCommit.slice(0, 12)}.`);
     context.progress.succeed(`Connected to Docker · workspace: ${workspace}`);
-    return { repo, branch, plugin, docker, workspace, runId, lock, busy, runner };
+    return { repo, branch, plugin, docker, workspace, runId, lock, busy, runner, backend: new LocalBackend(docker.docker) };
   } catch (error) {
     await lock?.release();
     throw error;
@@ -284,11 +288,11 @@ interface ActiveRun {
   /** Adds a warning to the report and the run log, and shows it on stderr. */
   warn: (text: string) => void;
   /** The agent's container, once created. */
-  container?: AgentContainer;
+  container?: AgentBox;
   /** What the container uses, read while it runs, once it was created. */
   resourceWatch?: ResourceWatch;
   /** The run's network and egress proxy, once created. */
-  egress?: EgressPath;
+  egress?: EgressBox;
   /** Whether the agent was started (its work is then kept whatever happens); false again when it never was after all. */
   agentStarted: boolean;
 }
@@ -336,8 +340,8 @@ async function openRun(config: RunConfig, context: RunContext, checked: Prefligh
 
 /** The agent's container as {@link startContainer} leaves it: created, its egress proxy starting. */
 interface StartingContainer {
-  container: AgentContainer;
-  egress: EgressPath;
+  container: AgentBox;
+  egress: EgressBox;
   /** Settles once the proxy tried the model API (EgressPath.start's `ready`). */
   egressReady: Promise<UpstreamCheck[]>;
   /** The model API's URL; undefined without one (the exec agent without --base-url). */
@@ -356,7 +360,7 @@ async function startContainer(
   agent: { modelApi: string | undefined; agentEnv: { secret: Record<string, string>; plain: Record<string, string> }; sweeping: Promise<void> },
 ): Promise<StartingContainer> {
   const { config, context, checked, runLog, workspace, audit, warn } = run;
-  const { repo, branch, plugin, docker, runId } = checked;
+  const { repo, branch, plugin, runId, backend } = checked;
   runLog.note(`image ${image.tag} ${image.built ? 'built' : 'reused'} in ${image.buildMs} ms${image.dockerfile ? ` (project Dockerfile ${image.dockerfile})` : ''}`);
   throwIfAborted(context.signal);
 
@@ -367,7 +371,7 @@ async function startContainer(
     warn(`the egress proxy refuses the MCP server host(s) ${blockedMcp.join(', ')} from --mcp-config; allow them with ${blockedMcp.map((host) => `--allow-host ${host}`).join(' ')}`);
   }
   // The run's network and its egress proxy come first: the agent's container joins that network.
-  const egress = await EgressPath.create(docker.docker, egressSpec(config, plugin, { image: image.tag, runId, project: repo.root, onAudit: (record) => audit.record(record) }));
+  const egress = await backend.createEgress(egressSpec(config, plugin, { image: image.tag, runId, project: repo.root, onAudit: (record) => audit.record(record) }));
   run.egress = egress;
   // The sidecar starts while the agent's container is created and started: the agent's entrypoint waits for the
   // proxy's name to resolve and for the proxy to listen.
@@ -387,7 +391,8 @@ async function startContainer(
     agentCommand: config.agentCommand,
   };
   await agent.sweeping;
-  const container = await AgentContainer.create(docker.docker, {
+  const container = await backend.createAgent(
+    {
     image: image.tag,
     runId,
     toolVersion: VERSION,
@@ -405,14 +410,15 @@ async function startContainer(
     allowHosts: [PROXY_ALIAS],
     resolveWaitSeconds: PROXY_WAIT_SECONDS,
     apiCheck: { host: PROXY_ALIAS, port: PROXY_PORT },
-    networkMode: egress.networkName,
     timezone: config.timezone,
     limits: { memoryBytes: config.memoryBytes, cpus: config.cpus, pidsLimit: config.pidsLimit },
-  });
+    },
+    egress,
+  );
   run.container = container;
   runLog.note(`container ${container.shortId} created`);
   // What the container uses is read from its cgroup while it runs (Docker stats API, a frame a second).
-  const resourceWatch = watchResources(container.container);
+  const resourceWatch = container.watchResources();
   run.resourceWatch = resourceWatch;
   await workspace.ready();
   throwIfAborted(context.signal);
@@ -506,7 +512,7 @@ async function superviseAgent(run: ActiveRun, started: StartingContainer): Promi
  * through the workspace (removing the container while or after it does), and writes the report.
  * @throws AgentWorkerError (exit 10, collect) when the work cannot be kept.
  */
-async function keepAndReport(run: ActiveRun, image: RunReport['image'], container: AgentContainer, ran: AgentRan): Promise<RunResult> {
+async function keepAndReport(run: ActiveRun, image: RunReport['image'], container: AgentBox, ran: AgentRan): Promise<RunResult> {
   const { config, context, checked, runLog, workspace, audit, scratch, warn } = run;
   const { repo, runId, branch, plugin } = checked;
   const { exit, outcome, agentWallMs, removeMs } = ran;
@@ -670,7 +676,7 @@ async function prepareImage(runner: Runner, docker: DockerConnection, plugin: Ag
  * Reads the --verify command's outcome from the stopped container and copies its whole output to
  * `<logDir>/verify.log`. Null when it did not run (the agent was stopped).
  */
-async function readVerifyResult(container: AgentContainer, command: string, scratch: string, logDir: string): Promise<VerifyResult | null> {
+async function readVerifyResult(container: AgentBox, command: string, scratch: string, logDir: string): Promise<VerifyResult | null> {
   const dir = path.join(scratch, 'verify');
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const files = await container.fetchVerifyOutput(dir);
@@ -716,7 +722,7 @@ function stateRoot(env: NodeJS.ProcessEnv): string {
  * `config.timeoutSeconds`.
  */
 export async function runAgent(
-  container: AgentContainer,
+  container: AgentBox,
   plugin: AgentPlugin,
   runLog: RunLog,
   config: Pick<RunConfig, 'timeoutSeconds'>,
@@ -810,7 +816,7 @@ const AGENT_FILE_MAX_BYTES = 1024 ** 2;
  * names (fetched from the stopped container): AgentPlugin.settle. The parser's outcome when the plugin has no
  * `settle`.
  */
-async function settleOutcome(plugin: AgentPlugin, container: AgentContainer, ran: { exit: ContainerExit; outcome: AgentOutcome; stderrTail: string[] }, scratch: string): Promise<AgentOutcome> {
+async function settleOutcome(plugin: AgentPlugin, container: AgentBox, ran: { exit: ContainerExit; outcome: AgentOutcome; stderrTail: string[] }, scratch: string): Promise<AgentOutcome> {
   if (!plugin.settle) return ran.outcome;
   const files: Record<string, string> = {};
   for (const [index, file] of (plugin.outputFiles ?? []).entries()) {

@@ -15,6 +15,8 @@ import { TimeoutError, withTimeout } from './client.js';
 import { extractSafely } from './archive.js';
 import { FrameDemuxer } from './demux.js';
 import { LABEL_MANAGED, runLabels } from './labels.js';
+import { watchResources, type ResourceWatch } from './stats.js';
+import type { AgentBox } from '../backends/types.js';
 
 const log = createDebug('agent-worker:docker');
 
@@ -176,8 +178,8 @@ async function pingWithin(docker: Docker, ms: number): Promise<void> {
   await withTimeout(docker.ping(), ms, 'a ping of the Docker daemon');
 }
 
-/** A created agent container. */
-export class AgentContainer {
+/** A created agent container: the local backend's {@link AgentBox}. */
+export class AgentContainer implements AgentBox {
   /** The one removal request: later calls join it and get its outcome. */
   private removal?: Promise<void>;
   private stopRequest?: (why: ContainerExit['reason']) => void;
@@ -361,6 +363,11 @@ export class AgentContainer {
     const exitCode = reason === 'exited' ? (status.StatusCode ?? null) : null;
     log('container %s ended: %s, exit %s', this.shortId, reason, status.StatusCode);
     return { exitCode, reason, oomKilled, finishedAt };
+  }
+
+  /** Reads what the container uses from its cgroup while it runs (Docker stats API, a frame a second). */
+  watchResources(): ResourceWatch {
+    return watchResources(this.container);
   }
 
   /**

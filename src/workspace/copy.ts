@@ -7,7 +7,8 @@
 import path from 'node:path';
 import { mkdir, stat } from 'node:fs/promises';
 import { AgentWorkerError, ExitCode, errorMessage } from '../errors.js';
-import { DaemonLostError, type AgentContainer, type WorkspaceSpec } from '../docker/container.js';
+import { DaemonLostError, type WorkspaceSpec } from '../docker/container.js';
+import type { AgentBox } from '../backends/types.js';
 import { branchExists, checkoutBranch, createBranchAt, createBundle, fetchBundleInto, gitIdentity, isClean, type Repo } from '../git/repo.js';
 import { credentialWarning, scrubCommits, type ScrubResult } from '../git/secret-scan.js';
 import type { RunLog } from '../report/run-log.js';
@@ -63,7 +64,7 @@ export class CopyWorkspace implements Workspace {
    * Fetches the agent's commits from the stopped container and creates the branch at them, files holding a
    * credential taken out of them (each warned about) and a credential in a commit's message or author replaced.
    */
-  async keepWork(_status: RunStatus, container: AgentContainer | undefined): Promise<KeptWork> {
+  async keepWork(_status: RunStatus, container: AgentBox | undefined): Promise<KeptWork> {
     const { repo, scratch, branch, base, runLog, runId, credentialPatterns, quarantineDir, warn } = this.#run;
     const { head: copied, quarantined, redactedCommits } = await bringBackCopy(repo, container, scratch, branch, base, runLog, { runId, patterns: credentialPatterns, quarantineDir });
     for (const file of quarantined) warn(credentialWarning(file, quarantineDir, 'copy'));
@@ -86,7 +87,7 @@ export class CopyWorkspace implements Workspace {
    * Unless the branch exists already: fetches the agent's work from the container (not from a lost daemon), and
    * when that did not make the branch either, creates it at the base commit.
    */
-  async keepAfterFailure(error: unknown, container: AgentContainer | undefined): Promise<void> {
+  async keepAfterFailure(error: unknown, container: AgentBox | undefined): Promise<void> {
     const { repo, branch, base, runLog } = this.#run;
     if (await branchExists(repo, branch)) return;
     // The agent ran: keep whatever can be kept on the branch (nothing can come from a lost daemon).
@@ -108,7 +109,7 @@ export class CopyWorkspace implements Workspace {
  */
 export async function bringBackCopy(
   repo: Repo,
-  container: AgentContainer | undefined,
+  container: AgentBox | undefined,
   scratch: string,
   branch: string,
   base: string,

@@ -7,7 +7,8 @@
  *   one, fetched from the stopped container onto the new branch. The user's tree is left alone until the end.
  */
 import type { WorkspaceMode } from '../config.js';
-import type { AgentContainer, WorkspaceSpec } from '../docker/container.js';
+import type { WorkspaceSpec } from '../docker/container.js';
+import type { AgentBox } from '../backends/types.js';
 import type { HeadState, Repo } from '../git/repo.js';
 import type { RunLog } from '../report/run-log.js';
 import type { ChangeSummary, RunStatus } from '../report/types.js';
@@ -89,7 +90,7 @@ export interface Workspace {
    * @param container the agent's stopped container (copy mode fetches the work from it).
    * @throws AgentWorkerError (exit 10, collect) when the work cannot be brought back or checked.
    */
-  keepWork(status: RunStatus, container: AgentContainer | undefined): Promise<KeptWork>;
+  keepWork(status: RunStatus, container: AgentBox | undefined): Promise<KeptWork>;
   /** After the work is kept and the container removed: copy mode checks the branch out when the work tree is free and clean. */
   finish(): Promise<void>;
   /**
@@ -105,5 +106,5 @@ export interface Workspace {
    * @param container the agent's container, when it was created.
    * @throws only when git cannot tell whether the branch exists.
    */
-  keepAfterFailure(error: unknown, container: AgentContainer | undefined): Promise<void>;
+  keepAfterFailure(error: unknown, container: AgentBox | undefined): Promise<void>;
 }
