@@ -37,6 +37,15 @@
 #   env AW_API_CHECK      optional; "HOST PORT" of the model API (or the egress proxy in front of it): once the
 #                         firewall is up, a TCP connection to it is tried every 50 ms and must succeed within 10 s,
 #                         or the agent is not started (exit 69)
+#   env AW_HANDOFF=stream where the host has no archive API into the container (a swarm job): the inputs above come
+#                         from the tar AW_HANDOFF_FILE (a swarm secret) and the image's /run/agent-worker-in/repo.bundle
+#                         (`agent-worker-handoff in`, before anything else), and once the work is collected the
+#                         outputs above are written on stdout as one block (`agent-worker-handoff out`; see handoff.sh)
+#   env AW_OUTPUT_FILES   with AW_HANDOFF=stream: absolute paths, one a line, of files the agent's plugin reads after
+#                         the run; they travel in the output block
+#   env AW_STOP_AFTER_SECONDS  optional, supervised modes: the agent is stopped (as by SIGTERM) after this many
+#                         seconds, with "agent-worker: time limit reached, stopping the agent" on stderr (where the
+#                         host cannot stop the container itself in time)
 #
 # Output: stdout belongs to the agent; this script writes to stderr only, every line prefixed
 # "agent-worker:", and never writes a secret value. Two lines time the agent's process, in seconds since
@@ -99,6 +108,12 @@ die() {
   log "$@"
   exit "$status"
 }
+
+# --- 0. where the host cannot hand files in, they come from the run's hand-off ---------------------------
+readonly HANDOFF=/usr/local/bin/agent-worker-handoff
+if [[ ${AW_HANDOFF:-} == stream ]]; then
+  "$HANDOFF" in || exit 71
+fi
 
 # --- 1. secrets and task: take them off the file system first ---------------------------------------
 # fd 3 holds the task (or /dev/null) until it becomes the agent's stdin.
@@ -355,6 +370,15 @@ kill_the_rest() {
     ((pid == $$)) || kill -KILL "$pid" 2>/dev/null || true
   done
 }
+if [[ -n ${AW_STOP_AFTER_SECONDS:-} ]]; then
+  [[ $AW_STOP_AFTER_SECONDS =~ ^[1-9][0-9]{0,8}$ ]] || die 64 "AW_STOP_AFTER_SECONDS must be a whole number of seconds"
+  # Root's own timer: the agent's user cannot signal it; it goes with the rest once the agent has ended.
+  (
+    sleep "$AW_STOP_AFTER_SECONDS"
+    log "time limit reached, stopping the agent"
+    kill -TERM $$
+  ) </dev/null 3<&- &
+fi
 as_agent_user /bin/bash -c "$VERIFY_DROPPED" agent-worker "$@" <&3 3<&- &
 exec 3<&-
 supervise $!
@@ -386,11 +410,17 @@ if [[ -n ${AW_VERIFY:-} ]]; then
 fi
 trap '' TERM INT HUP
 
+# Where the host cannot fetch the outputs, they leave on stdout (whatever collecting did).
+hand_out() {
+  if [[ ${AW_HANDOFF:-} == stream ]]; then "$HANDOFF" out || log "writing the work to the output stream failed"; fi
+}
 if [[ $MODE == copy ]]; then
   if ! AW_AGENT_STATUS=$agent_status AW_COMMIT_MESSAGE=$commit_message AW_OUT_DIR=$OUT_DIR \
     as_agent_user "$COLLECT" >&2; then
     log "collecting the agent's work failed"
+    hand_out
     exit 75
   fi
 fi
+hand_out
 exit "$agent_status"

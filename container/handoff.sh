@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# agent-worker: the run's inputs and outputs where the host has no archive API into the container (a Docker Swarm
+# job: the manager cannot reach a task's container). Run as root by the entrypoint when AW_HANDOFF=stream.
+#
+#   agent-worker-handoff in
+#     Unpacks the run's hand-off (the tar the host hands in as a swarm secret: `secrets`, `task`, `home/…`,
+#     `commit-message`, `out-nonce`) from AW_HANDOFF_FILE into /run/agent-worker, root-only, and moves the
+#     repository bundle the run's image carries (/run/agent-worker-in/repo.bundle) beside them. The secret's own
+#     file cannot be deleted (a read-only tmpfs mount); it is root-only (0400), out of the agent's reach.
+#
+#   agent-worker-handoff out
+#     Writes, on stdout, one block the host reads out of the job's output stream:
+#       agent-worker-out:<nonce>:begin
+#       <the tar, base64, 76 characters a line>
+#       agent-worker-out:<nonce>:end:<bytes>:<sha256 of the tar>
+#     <nonce> is the hand-off's `out-nonce` (only root can read it: the agent cannot forge the block). The tar holds
+#     agent-worker-out/ (collect.sh's result and work.bundle), agent-worker-verify/ (the --verify command's output)
+#     and agent-files/<N>/<name>: each regular file named on line N (from 0) of AW_OUTPUT_FILES (absolute paths the
+#     agent's plugin reads after the run) that is no symbolic link anywhere on its path and at most 1 MiB.
+#     Symbolic links inside the folders are archived as links (never followed); the host extracts safely.
+#
+# Exit status: 0, or 71 (EX_OSERR) when a step failed (the reason on stderr, prefixed "agent-worker:").
+set -euo pipefail
+
+readonly RUN_DIR=/run/agent-worker
+readonly IN_DIR=/run/agent-worker-in
+readonly OUT_DIR=/run/agent-worker-out
+readonly VERIFY_DIR=/run/agent-worker-verify
+readonly NONCE_FILE=/run/agent-worker-out-nonce
+readonly AGENT_FILE_MAX_BYTES=$((1024 * 1024))
+
+die() {
+  printf 'agent-worker: %s\n' "$*" >&2
+  exit 71
+}
+
+hand_in() {
+  local source=${AW_HANDOFF_FILE:-}
+  [[ -n $source && -r $source ]] || die "the run's hand-off ${source:-(AW_HANDOFF_FILE unset)} is missing"
+  install -d -m 0700 -o root -g root -- "$RUN_DIR" || die "cannot create $RUN_DIR"
+  tar -x --no-same-owner --no-same-permissions -f "$source" -C "$RUN_DIR" || die "cannot unpack the run's hand-off"
+  chown -R root:root -- "$RUN_DIR" && chmod -R go-rwx -- "$RUN_DIR" || die "cannot make $RUN_DIR root-only"
+  if [[ -e $RUN_DIR/out-nonce ]]; then
+    mv -f -- "$RUN_DIR/out-nonce" "$NONCE_FILE" && chmod 0400 -- "$NONCE_FILE" || die "cannot keep the output nonce"
+  fi
+  if [[ -e $IN_DIR/repo.bundle ]]; then
+    mv -f -- "$IN_DIR/repo.bundle" "$RUN_DIR/repo.bundle" && chmod 0400 -- "$RUN_DIR/repo.bundle" ||
+      die "cannot move the repository bundle into place"
+  fi
+}
+
+hand_out() {
+  [[ -r $NONCE_FILE ]] || die "no output nonce: was 'in' run?"
+  local nonce staging tarball bytes sum index=0 file
+  nonce=$(<"$NONCE_FILE")
+  [[ $nonce =~ ^[0-9a-f]{32}$ ]] || die "the output nonce is malformed"
+  staging=$(mktemp -d /run/agent-worker-stage.XXXXXX) || die "cannot create a staging folder"
+  tarball=$(mktemp /run/agent-worker-out.XXXXXX) || die "cannot create the output archive"
+  mkdir -p -- "$staging/agent-files"
+  if [[ -n ${AW_OUTPUT_FILES:-} ]]; then
+    while IFS= read -r file; do
+      if [[ $file == /* && -f $file && $(realpath -e -- "$file" 2>/dev/null) == "$file" ]] &&
+        (($(stat -c %s -- "$file") <= AGENT_FILE_MAX_BYTES)); then
+        mkdir -p -- "$staging/agent-files/$index"
+        cp -- "$file" "$staging/agent-files/$index/" || die "cannot copy $file"
+      fi
+      index=$((index + 1))
+    done <<<"$AW_OUTPUT_FILES"
+  fi
+  local parts=(-C "$staging" agent-files)
+  [[ -d $OUT_DIR ]] && parts+=(-C "${OUT_DIR%/*}" "${OUT_DIR##*/}")
+  [[ -d $VERIFY_DIR ]] && parts+=(-C "${VERIFY_DIR%/*}" "${VERIFY_DIR##*/}")
+  tar -c --numeric-owner -f "$tarball" "${parts[@]}" || die "cannot archive the work"
+  bytes=$(stat -c %s -- "$tarball")
+  read -r sum _ < <(sha256sum -- "$tarball")
+  printf 'agent-worker-out:%s:begin\n' "$nonce"
+  base64 -w 76 -- "$tarball"
+  printf 'agent-worker-out:%s:end:%s:%s\n' "$nonce" "$bytes" "$sum"
+  rm -rf -- "$staging" "$tarball"
+}
+
+case ${1:-} in
+  in) hand_in ;;
+  out) hand_out ;;
+  *) die "usage: agent-worker-handoff in|out" ;;
+esac
