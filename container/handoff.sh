@@ -3,7 +3,8 @@
 # job: the manager cannot reach a task's container). Run as root by the entrypoint when AW_HANDOFF=stream.
 #
 #   agent-worker-handoff in
-#     Unpacks the run's hand-off (the tar the host hands in as a swarm secret: `secrets`, `task`, `home/…`,
+#     Opens / (0755) when the storage driver left it root-only, and unpacks the run's hand-off (the tar the host hands
+#     in as a swarm secret: `secrets`, `task`, `home/…`,
 #     `commit-message`, `out-nonce`) from AW_HANDOFF_FILE into /run/agent-worker, root-only, and moves the
 #     repository bundle the run's image carries (/run/agent-worker-in/repo.bundle) beside them. The secret's own
 #     file cannot be deleted (a read-only tmpfs mount); it is root-only (0400), out of the agent's reach.
@@ -36,6 +37,9 @@ die() {
 
 hand_in() {
   local source=${AW_HANDOFF_FILE:-}
+  # Some storage drivers (vfs in docker-in-docker nodes) leave the container's / at 0700: nobody but root could even
+  # load libc. It is root's own folder, so root may open it without any capability.
+  if [[ $(stat -c %a /) != 755 ]]; then chmod 0755 / || die "cannot open / (mode $(stat -c %a /)) to the agent's user"; fi
   [[ -n $source && -r $source ]] || die "the run's hand-off ${source:-(AW_HANDOFF_FILE unset)} is missing"
   install -d -m 0700 -o root -g root -- "$RUN_DIR" || die "cannot create $RUN_DIR"
   tar -x --no-same-owner --no-same-permissions -f "$source" -C "$RUN_DIR" || die "cannot unpack the run's hand-off"

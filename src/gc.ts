@@ -1,6 +1,6 @@
 /**
  * `agent-worker gc`: removes containers agent-worker left behind (after `kill -9` of the tool, a crash
- * or a lost connection). Every container it creates carries the owner's host name and process id as
+ * or a lost connection), and on a swarm manager its services, secrets and configs. Every container it creates carries the owner's host name and process id as
  * labels; a container whose owner ran on this host and is gone is garbage. `all` also removes the ones
  * owned by other hosts (whose liveness cannot be checked from here).
  */
@@ -41,7 +41,47 @@ export async function collectGarbage(docker: Docker, options: { all: boolean }):
       if (code !== 404 && code !== 409) log('could not remove %s: %s', info.Id.slice(0, 12), String(error));
     }
   }
+  removed.push(...(await removeSwarmObjects(docker, options)));
   await removeNetworks(docker, options);
+  return removed;
+}
+
+/**
+ * On a swarm manager (`--backend swarm`): the services of runs that died (their tasks' containers go with them), then
+ * their secrets and configs, found by the same labels. Nothing on a daemon that is not a swarm manager.
+ * @returns the services removed (as containers are: id, run, and `service` as their state).
+ */
+async function removeSwarmObjects(docker: Docker, options: { all: boolean }): Promise<RemovedContainer[]> {
+  const filters = { label: [`${LABEL_MANAGED}=true`] };
+  const services = await docker.listServices({ filters }).catch(() => undefined);
+  if (!services) return [];
+  const removed: RemovedContainer[] = [];
+  for (const info of services) {
+    const labels = info.Spec?.Labels ?? {};
+    if (!isOrphan(labels) && !options.all) continue;
+    try {
+      await docker.getService(info.ID!).remove();
+      removed.push({ id: info.ID!.slice(0, 12), runId: labels[LABEL_RUN_ID] ?? '?', state: 'service' });
+      log('removed service %s (run %s)', info.Spec?.Name, labels[LABEL_RUN_ID]);
+    } catch (error) {
+      if ((error as { statusCode?: number }).statusCode !== 404) log('could not remove service %s: %s', info.Spec?.Name, String(error));
+    }
+  }
+  const secrets = (await docker.listSecrets({ filters }).catch(() => [])) as Array<{ ID: string; Spec?: { Name?: string; Labels?: Record<string, string> } }>;
+  const configs = (await docker.listConfigs({ filters }).catch(() => [])) as Array<{ ID: string; Spec?: { Name?: string; Labels?: Record<string, string> } }>;
+  for (const [kind, list, remove] of [
+    ['secret', secrets, (id: string) => docker.getSecret(id).remove()],
+    ['config', configs, (id: string) => docker.getConfig(id).remove()],
+  ] as const) {
+    for (const info of list) {
+      if (!isOrphan(info.Spec?.Labels ?? {}) && !options.all) continue;
+      // One still used by a service being removed is refused; it is tried again next time.
+      await remove(info.ID).then(
+        () => log('removed %s %s', kind, info.Spec?.Name),
+        (error: unknown) => log('could not remove %s %s: %s', kind, info.Spec?.Name, String(error)),
+      );
+    }
+  }
   return removed;
 }
 

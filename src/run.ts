@@ -172,7 +172,9 @@ export async function preflight(config: RunConfig, context: RunContext): Promise
   // commit that run started at, and leaves the tree alone.
   // (--workspace copy takes no lock, but still starts from a holder's base commit.)
   const baseCommit = config.baseCommit ?? repo.head.commit;
-  const taken = config.workspace === 'copy' ? undefined : await acquireRepoLock(stateRoot(context.env), repo.root, { runId, baseCommit });
+  // A swarm job always copies the workspace (its node cannot see this machine's files).
+  const copyOnly = config.workspace === 'copy' || config.backend === 'swarm';
+  const taken = copyOnly ? undefined : await acquireRepoLock(stateRoot(context.env), repo.root, { runId, baseCommit });
   let lock = taken?.lock;
   const busy = taken ? taken.holder : await lockHolder(stateRoot(context.env), repo.root);
   try {
@@ -212,18 +214,31 @@ export async function preflight(config: RunConfig, context: RunContext): Promise
         'Use --workspace copy (the default for remote daemons): the repository is copied in and the agent\'s commits come back.',
       );
     }
-    const workspace: WorkspaceMode = lock && info.seesHostPaths ? 'mount' : 'copy';
+    const workspace: WorkspaceMode = lock && info.seesHostPaths && config.backend !== 'swarm' ? 'mount' : 'copy';
     if (lock && workspace === 'copy') {
       await lock.release();
       lock = undefined;
     }
     if (busy) context.notice(`The working tree is in use by run ${busy.runId}; this run copies the workspace, based on ${busy.baseCommit.slice(0, 12)}.`);
-    context.progress.succeed(`Connected to Docker · workspace: ${workspace}`);
-    return { repo, branch, plugin, docker, workspace, runId, lock, busy, runner, backend: new LocalBackend(docker.docker) };
+    const backend = await openBackend(config, docker, context);
+    context.progress.succeed(`Connected to Docker · ${backend.name === 'swarm' ? 'swarm · ' : ''}workspace: ${workspace}`);
+    return { repo, branch, plugin, docker, workspace, runId, lock, busy, runner, backend };
   } catch (error) {
     await lock?.release();
     throw error;
   }
+}
+
+/**
+ * The run's backend: the daemon's own containers, or jobs on the swarm it manages (checked: a manager, a node that
+ * satisfies the placement with room for the run).
+ * @throws DockerError when the daemon is not a swarm manager; PreflightError when the swarm cannot place the run.
+ */
+async function openBackend(config: RunConfig, docker: DockerConnection, context: RunContext): Promise<Backend> {
+  if (config.backend !== 'swarm') return new LocalBackend(docker.docker);
+  context.progress.phase('Checking the swarm');
+  const { SwarmBackend } = await import('./backends/swarm/index.js');
+  return SwarmBackend.open(docker.docker, { registry: config.registry!, placement: config.placement }, { memoryBytes: config.memoryBytes, cpus: config.cpus });
 }
 
 /**
@@ -393,25 +408,26 @@ async function startContainer(
   await agent.sweeping;
   const container = await backend.createAgent(
     {
-    image: image.tag,
-    runId,
-    toolVersion: VERSION,
-    workspace: await workspace.containerSpec(),
-    project: repo.root,
-    uid: context.uid,
-    gid: context.gid,
-    command: plugin.argv(launch),
-    env: plainEnv,
-    secrets: agent.agentEnv.secret,
-    task: taskFor(plugin, launch, config.task),
-    verify: config.verify,
-    homeFiles: plugin.homeFiles?.(launch),
-    // Behind its firewall the agent reaches the proxy and nothing else; the proxy must answer before it starts.
-    allowHosts: [PROXY_ALIAS],
-    resolveWaitSeconds: PROXY_WAIT_SECONDS,
-    apiCheck: { host: PROXY_ALIAS, port: PROXY_PORT },
-    timezone: config.timezone,
-    limits: { memoryBytes: config.memoryBytes, cpus: config.cpus, pidsLimit: config.pidsLimit },
+      image: image.tag,
+      runId,
+      toolVersion: VERSION,
+      workspace: await workspace.containerSpec(),
+      project: repo.root,
+      uid: context.uid,
+      gid: context.gid,
+      command: plugin.argv(launch),
+      env: plainEnv,
+      secrets: agent.agentEnv.secret,
+      task: taskFor(plugin, launch, config.task),
+      verify: config.verify,
+      homeFiles: plugin.homeFiles?.(launch),
+      outputFiles: plugin.outputFiles,
+      // Behind its firewall the agent reaches the proxy and nothing else; the proxy must answer before it starts.
+      allowHosts: [PROXY_ALIAS],
+      resolveWaitSeconds: PROXY_WAIT_SECONDS,
+      apiCheck: { host: PROXY_ALIAS, port: PROXY_PORT },
+      timezone: config.timezone,
+      limits: { memoryBytes: config.memoryBytes, cpus: config.cpus, pidsLimit: config.pidsLimit },
     },
     egress,
   );

@@ -404,10 +404,18 @@ function taskKey(project: string, branch: string): string {
   return `${project}\0${branch}`;
 }
 
-/** The batch's default parallelism: what the daemon's CPUs and memory allow for a run's limits, at least 1. */
+/**
+ * `--parallel`'s default: the runs the daemon holds at once by CPUs and memory, or on a swarm the runs its nodes
+ * hold at once (see swarmCapacity); 1 when that cannot be found out.
+ */
 async function defaultParallel(runner: Runner, config: RunConfig, signal: AbortSignal): Promise<number> {
   try {
-    const { info } = await runner.connect(config, signal);
+    const { info, docker } = await runner.connect(config, signal);
+    if (config.backend === 'swarm') {
+      // What the swarm's ready, active nodes hold at once with these reservations (and this placement).
+      const { swarmParallelism } = await import('../backends/swarm/index.js');
+      return await swarmParallelism(docker, config.placement, { memoryBytes: config.memoryBytes, cpus: config.cpus });
+    }
     const byCpu = info.cpus === null ? Infinity : Math.floor(info.cpus / (config.cpus ?? 1));
     const byMemory = info.memoryBytes === null ? Infinity : Math.floor(info.memoryBytes / config.memoryBytes);
     const fit = Math.min(byCpu, byMemory);

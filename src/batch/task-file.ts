@@ -44,10 +44,11 @@ export interface ResolvedTask {
 
 /**
  * How each task key's value is written: `string`; `number` (a number or a string: `timeout: 600`); `boolean`
- * (true/false only); `hosts` (a string of host names separated by commas or spaces, or a list of them).
+ * (true/false only); `hosts` (a string of host names separated by commas or spaces, or a list of them); `strings`
+ * (one string, or a list of them: `placement: ["node.labels.size==large"]`).
  * Typed as a complete record so that a new {@link RawFlags} key fails to compile until it is listed here.
  */
-const KEY_KINDS: Record<keyof TaskSpec, 'string' | 'number' | 'boolean' | 'hosts'> = {
+const KEY_KINDS: Record<keyof TaskSpec, 'string' | 'number' | 'boolean' | 'hosts' | 'strings'> = {
   project: 'string',
   branch: 'string',
   base: 'string',
@@ -66,6 +67,9 @@ const KEY_KINDS: Record<keyof TaskSpec, 'string' | 'number' | 'boolean' | 'hosts
   caCert: 'string',
   allowHost: 'hosts',
   workspace: 'string',
+  backend: 'string',
+  registry: 'string',
+  placement: 'strings',
   tlsCa: 'string',
   tlsCert: 'string',
   tlsKey: 'string',
@@ -315,6 +319,14 @@ function readValue(name: TaskKey, key: string, value: unknown, line: number, ite
       if (value.every((item): item is string => typeof item === 'string')) return value;
       value.forEach((item, index) => {
         if (typeof item !== 'string') wrong(`a host name (item ${index + 1})`, itemLines?.[index] ?? line, item);
+      });
+      return undefined;
+    case 'strings':
+      if (typeof value === 'string') return [value];
+      if (!Array.isArray(value)) return wrong('a string or a list of strings');
+      if (value.every((item): item is string => typeof item === 'string')) return value;
+      value.forEach((item, index) => {
+        if (typeof item !== 'string') wrong(`a string (item ${index + 1})`, itemLines?.[index] ?? line, item);
       });
       return undefined;
   }

@@ -65,6 +65,9 @@ export async function loadConfig(flags: RawFlags, context: ConfigContext): Promi
     allowHosts: values.allowHost,
     envFile,
     workspace: values.workspace,
+    backend: values.backend,
+    registry: values.registry,
+    placement: values.placement,
     tls,
     insecureDocker: values.insecureDocker,
     sshKey: values.sshKey,
@@ -219,6 +222,17 @@ async function checkRules(
   const { tlsCert, tlsKey } = readings;
   if ((tlsCert.value === undefined) !== (tlsKey.value === undefined)) problems.add('tlsPair', '--tls-cert and --tls-key: give both or neither.');
 
+  const { backend, registry, workspace, placement } = readings;
+  if (backend.value === 'swarm') {
+    if (registry.value === undefined && problems.of('registry').length === 0) {
+      problems.add('registry', '--registry: --backend swarm needs the registry its nodes pull from, e.g. --registry registry.example.com:5000.');
+    }
+    if (workspace.value === 'mount') problems.add('workspace', '--workspace mount: a swarm job cannot bind-mount your work tree; use --workspace copy (the default with --backend swarm).');
+  } else if (backend.value === 'local') {
+    if (registry.from !== undefined) problems.add('registry', '--registry: only --backend swarm uses a registry; add --backend swarm or leave it out.');
+    if (placement.from !== undefined) problems.add('placement', '--placement: only --backend swarm places runs; add --backend swarm or leave it out.');
+  }
+
   const promptParts = [readings.appendSystemPrompt.value, readings.persona.value?.text].filter((part) => part !== undefined);
   const appendSystemPrompt = promptParts.length > 0 ? promptParts.join('\n\n') : undefined;
   if (appendSystemPrompt?.includes('\0')) problems.add('systemPrompt', '--append-system-prompt/--persona: the text contains a NUL byte; remove it.');
@@ -281,7 +295,7 @@ type ProblemSlot = SettingKey | 'tlsPair' | 'systemPrompt' | 'capabilities';
  * checks; a slot not listed reports after the listed ones.
  */
 const REPORT_ORDER: readonly ProblemSlot[] = [
-  'envFile', 'task', 'agentType', 'baseUrl', 'timezone', 'timeout', 'maxTurns', 'remoteDocker', 'caCert', 'allowHost', 'workspace',
+  'envFile', 'task', 'agentType', 'baseUrl', 'timezone', 'timeout', 'maxTurns', 'remoteDocker', 'caCert', 'allowHost', 'workspace', 'backend', 'registry', 'placement',
   'tlsCa', 'tlsCert', 'tlsKey', 'tlsPair', 'sshKey', 'memory', 'cpus', 'pidsLimit', 'buildTimeout', 'dockerfile', 'verify', 'persona',
   'prices', 'systemPrompt', 'mcpConfig', 'maxBudgetUsd', 'agentCommand', 'model', 'capabilities', 'forceRebuild', 'json', 'insecureDocker', 'quiet',
 ];

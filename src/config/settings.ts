@@ -10,6 +10,10 @@ import { isIP } from 'node:net';
 import { agentTypes, getAgentPlugin } from '../../agents/index.js';
 import type { AgentPlugin, AgentSettings } from '../../agents/types.js';
 import type { PriceTable, RunConfig, WorkspaceMode } from './types.js';
+import type { BackendName } from '../backends/types.js';
+import { parseConstraint } from '../backends/swarm/placement.js';
+import { parseRegistry } from '../backends/swarm/registry.js';
+import { errorMessage } from '../errors.js';
 import {
   cannotRead,
   checkDockerHost,
@@ -144,6 +148,10 @@ function parseAllowedHost(host: string): Parsed<string> {
   const name = wildcard ? host.slice(2) : host;
   if (!isHostName(name) || (wildcard && isIP(name))) return invalid(`${JSON.stringify(host)} is not a host name, a wildcard (*.example.com) or an IP address.`);
   return ok(host);
+}
+
+function parseBackend(raw: string): Parsed<BackendName> {
+  return raw === 'local' || raw === 'swarm' ? ok(raw) : invalid(`${JSON.stringify(raw)} is not a backend; use local or swarm.`);
 }
 
 function parseWorkspace(raw: string): Parsed<WorkspaceMode> {
@@ -338,6 +346,30 @@ export const SETTINGS = {
   workspace: {
     group: 'Docker daemon', flag: '--workspace <mode>', env: 'AGENT_WORKER_WORKSPACE', help: 'mount (bind-mount the work tree) or copy (copy the repository in, bring the commits back)', default: 'mount; copy for a remote daemon',
     parse: parseWorkspace,
+  },
+  backend: {
+    group: 'Docker daemon', flag: '--backend <name>', env: 'AGENT_WORKER_BACKEND', help: 'where the agent runs: local (the Docker daemon\'s containers) or swarm (jobs on the Docker Swarm whose manager is the daemon; needs --registry)', default: 'local',
+    fallback: 'local', parse: parseBackend,
+  },
+  registry: {
+    group: 'Docker daemon', flag: '--registry <host:port>', env: 'AGENT_WORKER_REGISTRY', help: 'with --backend swarm: the registry the manager pushes images to and the nodes pull from (TLS, or in their insecure-registries)', default: undefined,
+    parse: (raw) => {
+      try {
+        return ok(parseRegistry(raw));
+      } catch (error) {
+        return invalid(errorMessage(error) + '.');
+      }
+    },
+  },
+  placement: {
+    group: 'Docker daemon', flag: '--placement <constraint>', env: 'AGENT_WORKER_PLACEMENT', help: 'with --backend swarm: a placement constraint of the run\'s jobs, e.g. node.labels.size==large (repeatable; env: comma-separated)', default: 'none',
+    kind: 'list', parse: (raw) => {
+      try {
+        return ok(parseConstraint(raw).text.trim());
+      } catch (error) {
+        return invalid(errorMessage(error) + '.');
+      }
+    },
   },
   tlsCa: {
     group: 'Docker daemon', flag: '--tls-ca <file>', env: 'AGENT_WORKER_TLS_CA', help: 'CA certificate (PEM) that signed the tcp:// daemon\'s certificate', default: '$DOCKER_CERT_PATH/ca.pem with DOCKER_TLS_VERIFY=1',

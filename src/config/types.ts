@@ -2,6 +2,7 @@
  * The shapes of a run's configuration: {@link RunConfig}, what `loadConfig` (load.ts) returns, and the value types its
  * settings parse into.
  */
+import type { BackendName } from '../backends/types.js';
 
 /**
  * Prices of a model's tokens, in US dollars per million tokens of each kind: `input` (not from the cache), `output`
@@ -51,6 +52,12 @@ export interface RunConfig {
   envFile?: string;
   /** Requested workspace mode; undefined = mount for a local daemon, copy for a remote one. */
   workspace?: WorkspaceMode;
+  /** Where the agent runs: the daemon's containers (`local`), or jobs on the swarm it manages (`swarm`). */
+  backend: BackendName;
+  /** `--backend swarm`: the registry (`host:port`) the manager pushes to and the nodes pull from. */
+  registry?: string;
+  /** `--backend swarm`: placement constraints of the run's jobs (`node.labels.size==large`). */
+  placement: string[];
   /** TLS material for a tcp:// daemon, from --tls-ca/--tls-cert/--tls-key (PEM file paths). */
   tls: { ca?: string; cert?: string; key?: string };
   /** Allow plain (unauthenticated) tcp:// to a non-loopback daemon. */

@@ -94,6 +94,8 @@ export interface AgentContainerSpec {
   secrets: Record<string, string>;
   /** The task: the agent's standard input. */
   task: string;
+  /** Files the agent's plugin reads after the run (AgentPlugin.outputFiles): a backend without an archive API brings them out. */
+  outputFiles?: string[];
   /** Command run in the container after the agent ends (env AW_VERIFY of the entrypoint). */
   verify?: string;
   /**
@@ -470,8 +472,10 @@ export class AgentContainer implements AgentBox {
  * A tar for {@link HANDOFF_DIR}: `secrets` (NUL-separated KEY=value), `task` and the agent's files under
  * `home/`, all root-only, and in
  * copy mode `commit-message` and `repo.bundle` (streamed from disk, never held in memory).
+ * @param options.bundle false: without `repo.bundle` (a backend that hands the bundle in another way).
+ * @param options.extra more root-only files, by name.
  */
-async function handoffArchive(spec: AgentContainerSpec): Promise<Readable> {
+export async function handoffArchive(spec: Omit<AgentContainerSpec, 'networkMode'>, options: { bundle?: boolean; extra?: Record<string, string> } = {}): Promise<Readable> {
   const tarball = tarPack();
   const secrets = Object.entries(spec.secrets)
     .map(([key, value]) => `${key}=${value}\0`)
@@ -485,9 +489,12 @@ async function handoffArchive(spec: AgentContainerSpec): Promise<Readable> {
     }
     tarball.entry({ name, mode: 0o400, uid: 0, gid: 0 }, Buffer.from(content, 'utf8'));
   }
+  for (const [name, content] of Object.entries(options.extra ?? {})) tarball.entry({ name, mode: 0o400, uid: 0, gid: 0 }, Buffer.from(content, 'utf8'));
   const workspace = spec.workspace;
   if (workspace.mode === 'copy') {
     tarball.entry({ name: 'commit-message', mode: 0o400, uid: 0, gid: 0 }, Buffer.from(workspace.commitMessage, 'utf8'));
+  }
+  if (workspace.mode === 'copy' && options.bundle !== false) {
     const size = (await stat(workspace.bundleFile)).size;
     const entry = tarball.entry({ name: 'repo.bundle', mode: 0o400, uid: 0, gid: 0, size }, (error) => {
       if (error) tarball.destroy(error);

@@ -163,35 +163,9 @@ export class EgressPath {
   async start(signal?: AbortSignal): Promise<{ ready: Promise<UpstreamCheck[]> }> {
     // Hijacked, as the agent's (./container.ts): the raw connection, read straight into the demultiplexer.
     const attach = (await this.sidecar.attach({ stream: true, stdout: true, stderr: true, logs: true, hijack: true })) as unknown as Readable;
-    let onReady: (checks: UpstreamCheck[]) => void = () => undefined;
-    let onFailure: (why: string) => void = () => undefined;
-    const ready = new Promise<UpstreamCheck[]>((resolve, reject) => {
-      onReady = resolve;
-      onFailure = (why) => reject(new DockerError(`The egress proxy did not start: ${why}`, ExitCode.container, 'Run with --debug for details.'));
-    });
-    const stderrTail: string[] = [];
-    const stdoutLines = new LineSplitter((line) => {
-      let message: { type?: string; upstreams?: UpstreamCheck[]; message?: string } & Partial<AuditRecord>;
-      try {
-        message = JSON.parse(line) as typeof message;
-      } catch {
-        log('egress proxy said: %s', line);
-        return;
-      }
-      if (message.type === 'audit') {
-        const { type: _type, ...record } = message;
-        this.spec.onAudit(record as AuditRecord);
-      } else if (message.type === 'ready') {
-        onReady(message.upstreams ?? []);
-      } else if (message.type === 'error') {
-        onFailure(String(message.message));
-      }
-    }, 1024 * 1024);
-    const stderrLines = new LineSplitter((line) => {
-      stderrTail.push(line);
-      if (stderrTail.length > 10) stderrTail.shift();
-    }, 64 * 1024);
-    const demux = new FrameDemuxer({ stdout: (piece) => stdoutLines.push(piece), stderr: (piece) => stderrLines.push(piece) });
+    const reports = readProxyReports(this.spec.onAudit);
+    const { ready, onFailure, stderrTail, stdoutLines, stderrLines } = reports;
+    const demux = new FrameDemuxer(reports.sinks);
     attach.on('data', (chunk: Buffer) => demux.push(chunk));
     attach.on('error', (error) => log('egress proxy output: %s', errorMessage(error)));
     const waiting = this.sidecar.wait({ condition: 'next-exit' });
@@ -259,6 +233,64 @@ export class EgressPath {
     }
     return warnings;
   }
+}
+
+/** The proxy's reports as {@link readProxyReports} reads them from its output. */
+export interface ProxyReports {
+  /** Settles with the upstream checks of its `ready` line; rejects (DockerError) on its `error` line or {@link onFailure}. */
+  ready: Promise<UpstreamCheck[]>;
+  /** Fails `ready` with `why` (e.g. the proxy exited), when it has not settled. */
+  onFailure: (why: string) => void;
+  /** The last lines of its stderr. */
+  stderrTail: string[];
+  /** Its stdout and stderr, demultiplexed: feed them here. */
+  sinks: { stdout: (piece: Buffer) => void; stderr: (piece: Buffer) => void };
+  stdoutLines: LineSplitter;
+  stderrLines: LineSplitter;
+}
+
+/**
+ * Reads the egress proxy's stdout (src/proxy/egress-proxy.ts `main`: one JSON object a line, `ready`, `audit`,
+ * `error`) and keeps its stderr's last lines, whichever backend runs it.
+ * @param onAudit called with each egress attempt, in order.
+ */
+export function readProxyReports(onAudit: (record: AuditRecord) => void): ProxyReports {
+  let onReady: (checks: UpstreamCheck[]) => void = () => undefined;
+  let onFailure: (why: string) => void = () => undefined;
+  const ready = new Promise<UpstreamCheck[]>((resolve, reject) => {
+    onReady = resolve;
+    onFailure = (why) => reject(new DockerError(`The egress proxy did not start: ${why}`, ExitCode.container, 'Run with --debug for details.'));
+  });
+  const stderrTail: string[] = [];
+  const stdoutLines = new LineSplitter((line) => {
+    let message: { type?: string; upstreams?: UpstreamCheck[]; message?: string } & Partial<AuditRecord>;
+    try {
+      message = JSON.parse(line) as typeof message;
+    } catch {
+      log('egress proxy said: %s', line);
+      return;
+    }
+    if (message.type === 'audit') {
+      const { type: _type, ...record } = message;
+      onAudit(record as AuditRecord);
+    } else if (message.type === 'ready') {
+      onReady(message.upstreams ?? []);
+    } else if (message.type === 'error') {
+      onFailure(String(message.message));
+    }
+  }, 1024 * 1024);
+  const stderrLines = new LineSplitter((line) => {
+    stderrTail.push(line);
+    if (stderrTail.length > 10) stderrTail.shift();
+  }, 64 * 1024);
+  return {
+    ready,
+    onFailure: (why) => onFailure(why),
+    stderrTail,
+    sinks: { stdout: (piece) => stdoutLines.push(piece), stderr: (piece) => stderrLines.push(piece) },
+    stdoutLines,
+    stderrLines,
+  };
 }
 
 /** The name of a run's internal network. */

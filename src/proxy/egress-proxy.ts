@@ -1036,8 +1036,10 @@ export type ProxyOutputLine =
   | { type: 'error'; message: string };
 
 /**
- * The sidecar's entry point: `node egress-proxy.js <config-file>`. Reads the JSON {@link EgressProxyConfig} from the
- * file and deletes it (it holds the secrets), drops to uid/gid {@link UNPRIVILEGED_ID} when running as root, starts
+ * The sidecar's entry point: `node egress-proxy.js [--secret-file] <config-file>`. Reads the JSON
+ * {@link EgressProxyConfig} from the file and deletes it (it holds the secrets) — or, with `--secret-file`, leaves
+ * it: a swarm secret is a read-only file only root may read, and the proxy is no longer root once it has read it —
+ * drops to uid/gid {@link UNPRIVILEGED_ID} when running as root, starts
  * the proxy, and writes one JSON line per event on stdout ({@link ProxyOutputLine}): `ready` once it listens and has
  * tried each route's upstream ({@link checkUpstreams}; a failed check is reported, not fatal), then one `audit` per
  * attempt. Any failure is an `error` line and exit status 1; SIGTERM or SIGINT closes the proxy and
@@ -1065,8 +1067,9 @@ export async function main(argv: string[]): Promise<void> {
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
 
-  const file = argv[2];
-  if (file === undefined || argv.length > 3) die('usage: node egress-proxy.js <config-file>');
+  const secretFile = argv[2] === '--secret-file';
+  const file = argv[secretFile ? 3 : 2];
+  if (file === undefined || argv.length > (secretFile ? 4 : 3)) die('usage: node egress-proxy.js [--secret-file] <config-file>');
   const configFile = file as string;
   let text: string;
   try {
@@ -1075,7 +1078,7 @@ export async function main(argv: string[]): Promise<void> {
     return die(`cannot read the config file ${configFile}: ${errorCode(error)}`);
   }
   try {
-    unlinkSync(configFile);
+    if (!secretFile) unlinkSync(configFile);
   } catch (error) {
     return die(
       `cannot delete the config file ${configFile} (${errorCode(error)}); it holds secrets: hand it in as a file the ` +
@@ -1097,6 +1100,9 @@ export async function main(argv: string[]): Promise<void> {
   }
   secrets = config.routes.flatMap((route) => route.credentials.map((rule) => rule.value));
 
+  if (secretFile && !(typeof process.getuid === 'function' && process.getuid() === 0)) {
+    return die('--secret-file needs the proxy to start as root (it reads the secret, then drops to an unprivileged user)');
+  }
   if (typeof process.getuid === 'function' && process.getuid() === 0) {
     try {
       process.setgroups?.([]);

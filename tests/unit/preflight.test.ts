@@ -25,6 +25,8 @@ function config(project: string, overrides: Partial<RunConfig> = {}): RunConfig 
     timezone: 'UTC',
     timeoutSeconds: 60,
     dockerHost: NO_DAEMON,
+    backend: 'local',
+    placement: [],
     forceRebuild: false,
     debug: false,
     json: false,
