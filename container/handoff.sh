@@ -6,8 +6,10 @@
 #     Opens / (0755) when the storage driver left it root-only, and unpacks the run's hand-off (the tar the host hands
 #     in as a swarm secret: `secrets`, `task`, `home/…`,
 #     `commit-message`, `out-nonce`) from AW_HANDOFF_FILE into /run/agent-worker, root-only, and moves the
-#     repository bundle the run's image carries (/run/agent-worker-in/repo.bundle) beside them. The secret's own
-#     file cannot be deleted (a read-only tmpfs mount); it is root-only (0400), out of the agent's reach.
+#     repository bundle beside them: the files named in AW_BUNDLE_PARTS (space-separated; swarm secrets, joined in
+#     order), else the one the run's image carries (/run/agent-worker-in/repo.bundle). A secret's own file cannot be
+#     deleted (a read-only tmpfs mount): the host gives them to uid HANDOFF_UID (65533) with mode 0400, read here as
+#     that user, out of the reach of the agent's user even when that is root (with no capabilities).
 #
 #   agent-worker-handoff out
 #     Writes, on stdout, one block the host reads out of the job's output stream:
@@ -29,25 +31,49 @@ readonly OUT_DIR=/run/agent-worker-out
 readonly VERIFY_DIR=/run/agent-worker-verify
 readonly NONCE_FILE=/run/agent-worker-out-nonce
 readonly AGENT_FILE_MAX_BYTES=$((1024 * 1024))
+# Owner of the hand-off's files (mode 0400): neither root nor the agent's user, so not even an agent running as root
+# can read them (they cannot be deleted); read here as that user (CAP_SETUID, CAP_SETGID).
+readonly HANDOFF_UID=65533
+
+# cat FILE... as the hand-off's owner.
+as_handoff_owner() {
+  setpriv --reuid="$HANDOFF_UID" --regid="$HANDOFF_UID" --clear-groups -- "$@"
+}
 
 die() {
   printf 'agent-worker: %s\n' "$*" >&2
   exit 71
 }
 
+# read_handoff FILE...: the files' bytes, in order: as their owner when HANDOFF_UID owns them (a swarm's secrets),
+# else as root.
+read_handoff() {
+  if [[ $(stat -c %u -- "$1") == "$HANDOFF_UID" ]]; then as_handoff_owner cat -- "$@"; else cat -- "$@"; fi
+}
+
 hand_in() {
   local source=${AW_HANDOFF_FILE:-}
+  [[ ${AW_UID:-} != "$HANDOFF_UID" ]] || die "AW_UID $HANDOFF_UID is reserved for the hand-off's files; run as another user"
   # Some storage drivers (vfs in docker-in-docker nodes) leave the container's / at 0700: nobody but root could even
   # load libc. It is root's own folder, so root may open it without any capability.
   if [[ $(stat -c %a /) != 755 ]]; then chmod 0755 / || die "cannot open / (mode $(stat -c %a /)) to the agent's user"; fi
-  [[ -n $source && -r $source ]] || die "the run's hand-off ${source:-(AW_HANDOFF_FILE unset)} is missing"
+  [[ -n $source && -e $source ]] || die "the run's hand-off ${source:-(AW_HANDOFF_FILE unset)} is missing"
   install -d -m 0700 -o root -g root -- "$RUN_DIR" || die "cannot create $RUN_DIR"
-  tar -x --no-same-owner --no-same-permissions -f "$source" -C "$RUN_DIR" || die "cannot unpack the run's hand-off"
+  read_handoff "$source" | tar -x --no-same-owner --no-same-permissions -f - -C "$RUN_DIR" ||
+    die "cannot unpack the run's hand-off"
   chown -R root:root -- "$RUN_DIR" && chmod -R go-rwx -- "$RUN_DIR" || die "cannot make $RUN_DIR root-only"
   if [[ -e $RUN_DIR/out-nonce ]]; then
     mv -f -- "$RUN_DIR/out-nonce" "$NONCE_FILE" && chmod 0400 -- "$NONCE_FILE" || die "cannot keep the output nonce"
   fi
-  if [[ -e $IN_DIR/repo.bundle ]]; then
+  if [[ -n ${AW_BUNDLE_PARTS:-} ]]; then
+    # A small bundle comes as secrets, in order: joined into one file, root-only.
+    local part parts
+    read -r -a parts <<<"$AW_BUNDLE_PARTS"
+    for part in "${parts[@]}"; do
+      [[ -e $part ]] || die "a part of the repository bundle ($part) is missing"
+    done
+    (umask 077 && read_handoff "${parts[@]}" >"$RUN_DIR/repo.bundle") || die "cannot join the repository bundle"
+  elif [[ -e $IN_DIR/repo.bundle ]]; then
     mv -f -- "$IN_DIR/repo.bundle" "$RUN_DIR/repo.bundle" && chmod 0400 -- "$RUN_DIR/repo.bundle" ||
       die "cannot move the repository bundle into place"
   fi

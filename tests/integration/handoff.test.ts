@@ -1,6 +1,7 @@
 /**
  * container/handoff.sh with real bash, tar, base64 and coreutils (debian:bookworm-slim, no network): `in` unpacks a
- * hand-off root-only and moves the image's bundle into place; `out` writes the block the host reads with
+ * hand-off (secrets owned by the hand-off's uid, which root without capabilities cannot read) root-only and joins the
+ * bundle's parts; `out` writes the block the host reads with
  * OutBlockReader, and the tar in it extracts to exactly the files put in — a 2 MB random file byte for byte, a link
  * archived as a link, an agent file behind a symbolic link left out. Nothing is left behind.
  */
@@ -31,9 +32,12 @@ afterAll(async () => {
   }
 });
 
-async function tarOf(files: Record<string, Buffer | string>, mode = 0o644): Promise<Buffer> {
+async function tarOf(files: Record<string, Buffer | string>, mode = 0o644, owners: Record<string, number> = {}): Promise<Buffer> {
   const pack = tarPack();
-  for (const [name, content] of Object.entries(files)) pack.entry({ name, mode }, typeof content === 'string' ? Buffer.from(content) : content);
+  for (const [name, content] of Object.entries(files)) {
+    const uid = owners[name] ?? 0;
+    pack.entry({ name, mode: uid === 0 ? mode : 0o400, uid, gid: uid }, typeof content === 'string' ? Buffer.from(content) : content);
+  }
   pack.finalize();
   const chunks: Buffer[] = [];
   for await (const chunk of pack as AsyncIterable<Buffer>) chunks.push(chunk);
@@ -65,25 +69,35 @@ async function runInContainer(script: string, inputs: Buffer): Promise<{ exitCod
 }
 
 describe.runIf(hasDocker)('container/handoff.sh', () => {
-  it('in: unpacks the hand-off root-only and moves the bundle into place; out: the block carries the work whole', async () => {
+  it('in: unpacks the hand-off root-only and joins the bundle\'s parts; out: the block carries the work whole', async () => {
     const nonce = newOutNonce();
     const big = randomBytes(2_000_000);
     const handoff = await tarOf({ secrets: 'KEY=placeholder\0', task: 'do the thing', 'home/.agent/settings.json': '{}', 'commit-message': 'msg', 'out-nonce': nonce });
-    const inputs = await tarOf({
+    // As a swarm hands them in: secrets owned by the hand-off's uid (65533), mode 0400; the bundle in two parts.
+    const inputs = await tarOf(
+      {
       'run/secrets/agent-worker-run': handoff,
+      'run/secrets/bundle-0': 'bundle ',
+      'run/secrets/bundle-1': 'bytes',
       'run/agent-worker-in/repo.bundle': 'bundle bytes',
       'run/agent-worker-out/work.bundle': big,
       'run/agent-worker-out/result': 'agent_status=0\n',
       'run/agent-worker-verify/verify.result': 'exit=0\n',
       'home/agent/.agent/usage.json': '{"tokens":5}',
       'home/agent/real/usage.json': '{"secret":"no"}',
-    });
+      },
+      0o644,
+      { 'run/secrets/agent-worker-run': 65533, 'run/secrets/bundle-0': 65533, 'run/secrets/bundle-1': 65533 },
+    );
     const script = [
       'set -e',
-      'AW_HANDOFF_FILE=/run/secrets/agent-worker-run agent-worker-handoff in',
+      'AW_UID=1000 AW_HANDOFF_FILE=/run/secrets/agent-worker-run AW_BUNDLE_PARTS="/run/secrets/bundle-0 /run/secrets/bundle-1" agent-worker-handoff in',
+      // Root without capabilities (an agent when the user is root) cannot read the secrets.
+      'setpriv --reuid=0 --regid=0 --clear-groups --inh-caps=-all --ambient-caps=-all --bounding-set=-all -- cat /run/secrets/agent-worker-run >/dev/null 2>&1 && echo "root read it" >&2 || true',
+      'test "$(cat /run/agent-worker/repo.bundle)" = "bundle bytes"',
       // What `in` left, as the host expects it: root-only files, the nonce apart, the bundle moved.
       'stat -c "%n %U %a" /run/agent-worker /run/agent-worker/task /run/agent-worker/repo.bundle /run/agent-worker-out-nonce /run/agent-worker/home/.agent/settings.json >&2',
-      'test ! -e /run/agent-worker-in/repo.bundle && test ! -e /run/agent-worker/out-nonce',
+      'test -e /run/agent-worker-in/repo.bundle && test ! -e /run/agent-worker/out-nonce',
       'ln -s result /run/agent-worker-out/link',
       'ln -s /home/agent/real /home/agent/linked',
       'echo \'{"type":"agent line"}\'',
@@ -94,9 +108,10 @@ describe.runIf(hasDocker)('container/handoff.sh', () => {
     await ran.container.remove({ force: true });
     expect(ran.stderr).toContain('/run/agent-worker root 700');
     expect(ran.stderr).toContain('/run/agent-worker/task root 600');
-    expect(ran.stderr).toContain('/run/agent-worker/repo.bundle root 400');
+    expect(ran.stderr).toContain('/run/agent-worker/repo.bundle root 600');
     expect(ran.stderr).toContain('/run/agent-worker-out-nonce root 400');
     expect(ran.stderr).toContain('/run/agent-worker/home/.agent/settings.json root 600');
+    expect(ran.stderr).not.toContain('root read it');
     expect(ran.exitCode).toBe(0);
 
     const dir = tempDir('aw-handoff-');

@@ -1,9 +1,10 @@
 /**
  * The agent's box on a swarm: a job whose task runs the usual entrypoint with AW_HANDOFF=stream. The manager has no
  * archive API into a task's container, so:
- *  - in: the repository bundle rides in a per-run image (the agent's image plus one layer, built on the manager and
- *    pushed to the registry); the task, the placeholders, the agent's settings and the output nonce are a swarm
- *    secret only this service gets (container/handoff.sh `in`);
+ *  - in: the task, the placeholders, the agent's settings and the output nonce are a swarm secret only this service
+ *    gets; the repository bundle too when it is small (split into up to {@link BUNDLE_SECRET_PARTS} secrets), else it
+ *    rides in a per-run image (the agent's image plus one layer, built on the manager and pushed to the registry)
+ *    (container/handoff.sh `in`);
  *  - out: the collected work (`work.bundle`, `result`), the --verify output and the plugin's files come back as one
  *    block on the job's stdout (handoff.sh `out`, read by OutBlockReader), extracted safely into a private folder.
  * The time limit is the entrypoint's own (AW_STOP_AFTER_SECONDS: it stops the agent and still collects), with the
@@ -11,7 +12,7 @@
  * entrypoint collects and writes the block).
  */
 import { createReadStream } from 'node:fs';
-import { cp, mkdtemp, rm, stat } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -27,12 +28,18 @@ import { LineSplitter } from '../../stream/lines.js';
 import type { AgentBox, AgentBoxSpec, AgentRunOptions } from '../types.js';
 import { swarmNames, type SwarmEgress } from './egress.js';
 import { SwarmJob, STARTED_STATES, TERMINAL_STATES, type JobTask } from './job.js';
-import { createSecret, removeQuietly } from './objects.js';
+import { createSecret, removeQuietly, SECRET_MAX_BYTES } from './objects.js';
 import { newOutNonce, OutBlockError, OutBlockReader } from './out-block.js';
 import { publishImage } from './registry.js';
 
 const log = createDebug('agent-worker:swarm');
 
+/**
+ * Owner of the agent's hand-off secrets in its task (mode 0400): neither root nor the agent's user, so an agent that
+ * runs as root (the host user is root) cannot read them either — a secret's file cannot be deleted; the entrypoint
+ * reads them as this user (container/handoff.sh, HANDOFF_UID).
+ */
+const HANDOFF_UID = 65533;
 /** Where the hand-off secret is in the task. */
 const HANDOFF_TARGET = 'agent-worker-handoff';
 /** Grace between SIGTERM and SIGKILL when the host stops the job: the entrypoint collects the work and writes it out. */
@@ -49,6 +56,11 @@ const QUIET_MS = 2000;
 const BACKSTOP_MS = STOP_GRACE_MS + 60_000;
 /** The line the entrypoint writes on stderr when its time limit stopped the agent. */
 const TIME_LIMIT_LINE = 'agent-worker: time limit reached, stopping the agent';
+
+/** Most secrets a bundle is split into; a larger bundle rides in a per-run image instead. */
+export const BUNDLE_SECRET_PARTS = 8;
+/** Where the bundle's parts are in the task: `<prefix>0`, `<prefix>1`, … (container/handoff.sh joins them). */
+const BUNDLE_PART_TARGET = 'agent-worker-bundle-';
 
 /** Repository of per-run images (the agent's image plus the run's repository bundle). */
 export const RUN_IMAGE_REPOSITORY = 'agent-worker-run';
@@ -82,8 +94,11 @@ export class SwarmAgentJob implements AgentBox {
     private readonly options: SwarmAgentJobOptions,
     private readonly spec: AgentBoxSpec,
     private readonly egress: SwarmEgress,
-    private readonly image: { reference: string; localTag: string },
+    /** The image the job runs: the agent's, or a per-run one carrying the bundle (`localTag` then set). */
+    private readonly image: { reference: string; localTag?: string },
     private readonly handoffSecretId: string,
+    /** The bundle's parts as secrets (small bundles), in order. */
+    private readonly bundleParts: Array<{ id: string; name: string }>,
     private readonly nonce: string,
     /** The run's private folder: the output block and what it holds. */
     private readonly dir: string,
@@ -105,14 +120,29 @@ export class SwarmAgentJob implements AgentBox {
     const nonce = newOutNonce();
     let secretId: string | undefined;
     let localTag: string | undefined;
+    const parts: Array<{ id: string; name: string }> = [];
     try {
       const handoff = await collect(await handoffArchive(spec, { bundle: false, extra: { 'out-nonce': nonce } }));
       secretId = await createSecret(docker, names.handoff, handoff, labels, "the run's hand-off (task, settings)");
-      localTag = `${RUN_IMAGE_REPOSITORY}:${spec.runId}`;
-      await buildRunImage(docker, spec, localTag, labels);
-      const reference = await publishImage(docker, localTag, options.registry);
-      return new SwarmAgentJob(options, spec, egress, { reference, localTag }, secretId, nonce, dir);
+      const workspace = spec.workspace;
+      const bundleBytes = workspace.mode === 'copy' ? (await stat(workspace.bundleFile)).size : 0;
+      let reference = spec.image;
+      if (workspace.mode === 'copy' && bundleBytes <= BUNDLE_SECRET_PARTS * SECRET_MAX_BYTES) {
+        // A small bundle travels as secrets (no image to build, push and pull, nothing left in the registry).
+        const bundle = await readFile(workspace.bundleFile);
+        for (let at = 0, index = 0; at < bundle.length || index === 0; at += SECRET_MAX_BYTES, index += 1) {
+          const name = `${names.handoff}-bundle-${index}`;
+          parts.push({ id: await createSecret(docker, name, bundle.subarray(at, at + SECRET_MAX_BYTES), labels, "the repository's bundle"), name });
+        }
+        log('bundle of %d bytes in %d secret(s)', bundleBytes, parts.length);
+      } else {
+        localTag = `${RUN_IMAGE_REPOSITORY}:${spec.runId}`;
+        await buildRunImage(docker, spec, localTag, labels);
+        reference = await publishImage(docker, localTag, options.registry);
+      }
+      return new SwarmAgentJob(options, spec, egress, { reference, localTag }, secretId, parts, nonce, dir);
     } catch (error) {
+      for (const part of parts) await removeQuietly(`secret ${part.name}`, () => docker.getSecret(part.id).remove(), 30_000);
       if (secretId) await removeQuietly(`secret ${names.handoff}`, () => docker.getSecret(secretId!).remove(), 30_000);
       if (localTag) await removeRunImage(docker, localTag, options.registry);
       await rm(dir, { recursive: true, force: true });
@@ -137,6 +167,7 @@ export class SwarmAgentJob implements AgentBox {
       AW_WORKSPACE: this.spec.workspace.mode,
       AW_HANDOFF: 'stream',
       AW_HANDOFF_FILE: `/run/secrets/${HANDOFF_TARGET}`,
+      ...(this.bundleParts.length > 0 ? { AW_BUNDLE_PARTS: this.bundleParts.map((_, index) => `/run/secrets/${BUNDLE_PART_TARGET}${index}`).join(' ') } : {}),
       AW_STOP_AFTER_SECONDS: String(timeoutSeconds),
       TZ: this.spec.timezone,
     };
@@ -156,7 +187,10 @@ export class SwarmAgentJob implements AgentBox {
       env,
       workingDir: WORKSPACE_DIR,
       capabilities: ENTRYPOINT_CAPABILITIES,
-      secrets: [{ id: this.handoffSecretId, name: names.handoff, target: HANDOFF_TARGET }],
+      secrets: [
+        { id: this.handoffSecretId, name: names.handoff, target: HANDOFF_TARGET, uid: HANDOFF_UID },
+        ...this.bundleParts.map((part, index) => ({ ...part, target: `${BUNDLE_PART_TARGET}${index}`, uid: HANDOFF_UID })),
+      ],
       networks: [{ id: this.egress.networks.internal }],
       resources: { memoryBytes: this.spec.limits?.memoryBytes ?? 4 * 1024 ** 3, cpus: this.spec.limits?.cpus, pidsLimit: this.spec.limits?.pidsLimit },
       placement: this.options.placement,
@@ -346,9 +380,11 @@ export class SwarmAgentJob implements AgentBox {
         const left = await removeQuietly(`service ${names.agent}`, () => this.job!.remove(timeoutMs), timeoutMs);
         if (left) warnings.push(left);
       }
-      const secret = await removeQuietly(`secret ${names.handoff}`, () => docker.getSecret(this.handoffSecretId).remove(), timeoutMs);
-      if (secret) warnings.push(secret);
-      await removeRunImage(docker, this.image.localTag, this.options.registry);
+      for (const [id, name] of [[this.handoffSecretId, names.handoff], ...this.bundleParts.map((part) => [part.id, part.name])] as const) {
+        const secret = await removeQuietly(`secret ${name}`, () => docker.getSecret(id).remove(), timeoutMs);
+        if (secret) warnings.push(secret);
+      }
+      if (this.image.localTag) await removeRunImage(docker, this.image.localTag, this.options.registry);
       await rm(this.dir, { recursive: true, force: true });
       return warnings.length > 0 ? warnings.join('; ') : undefined;
     })();

@@ -35,8 +35,11 @@ export interface JobSpec {
   workingDir?: string;
   /** Capabilities: all dropped, then these added. */
   capabilities: string[];
-  /** Swarm secrets mounted as files: target is a name under /run/secrets or an absolute path. Root-only (0400). */
-  secrets?: Array<{ id: string; name: string; target: string }>;
+  /**
+   * Swarm secrets mounted as files: target is a name under /run/secrets or an absolute path; mode 0400, owned by
+   * `uid` (default 0: root-only).
+   */
+  secrets?: Array<{ id: string; name: string; target: string; uid?: number }>;
   /** Swarm configs mounted as files at absolute paths, root-only (0400). */
   configs?: Array<{ id: string; name: string; target: string }>;
   /** Networks by id, each with the aliases the task answers to on it. */
@@ -72,7 +75,7 @@ export function jobServiceSpec(spec: JobSpec): Record<string, unknown> {
         CapabilityDrop: ['ALL'],
         CapabilityAdd: spec.capabilities.map((name) => `CAP_${name}`),
         StopGracePeriod: spec.stopGracePeriodMs * 1e6,
-        Secrets: (spec.secrets ?? []).map((secret) => ({ SecretID: secret.id, SecretName: secret.name, File: { Name: secret.target, UID: '0', GID: '0', Mode: 0o400 } })),
+        Secrets: (spec.secrets ?? []).map((secret) => ({ SecretID: secret.id, SecretName: secret.name, File: { Name: secret.target, UID: String(secret.uid ?? 0), GID: String(secret.uid ?? 0), Mode: 0o400 } })),
         Configs: (spec.configs ?? []).map((config) => ({ ConfigID: config.id, ConfigName: config.name, File: { Name: config.target, UID: '0', GID: '0', Mode: 0o400 } })),
         Init: false,
       },
