@@ -130,6 +130,12 @@ export interface StartDindOptions {
   loadImages?: string[];
   /** How long to wait for the inner daemon to answer, in ms. Default 60 000. */
   readyTimeoutMs?: number;
+  /**
+   * Value of {@link DIND_LABEL} on the container. Default {@link DIND_LABEL_VALUE}. Harnesses built on this
+   * one (tests/helpers/swarm.ts) set their own, so that checks and sweeps of plain dind containers
+   * ({@link removeDindContainers}) leave theirs alone.
+   */
+  labelValue?: string;
 }
 
 /**
@@ -163,7 +169,7 @@ export async function startDind(options: StartDindOptions = {}): Promise<Dind> {
     const createdAt = Date.now();
     container = await localDocker.createContainer({
       Image: image.tag,
-      Labels: { [DIND_LABEL]: DIND_LABEL_VALUE },
+      Labels: { [DIND_LABEL]: options.labelValue ?? DIND_LABEL_VALUE },
       Env: [`DIND_BIP=${DIND_INNER_BRIDGE}`],
       ExposedPorts: { '22/tcp': {}, [`${DIND_TLS_PORT}/tcp`]: {}, [`${DIND_PLAIN_PORT}/tcp`]: {} },
       HostConfig: {
@@ -445,7 +451,7 @@ function publishedPort(info: Docker.ContainerInspectInfo, port: string): number 
 }
 
 /** Reads a daemon's JSON-lines progress stream (build, load) to its end. @throws on an error entry. */
-async function followStream(docker: Docker, stream: NodeJS.ReadableStream, what: string): Promise<void> {
+export async function followStream(docker: Docker, stream: NodeJS.ReadableStream, what: string): Promise<void> {
   const tail: string[] = [];
   await new Promise<void>((resolve, reject) => {
     let failure: string | undefined;
@@ -469,7 +475,8 @@ async function followStream(docker: Docker, stream: NodeJS.ReadableStream, what:
   });
 }
 
-async function imageExists(docker: Docker, name: string): Promise<boolean> {
+/** Whether image `name` (tag or id) is on `docker`; a 404 is false, any other error is thrown. */
+export async function imageExists(docker: Docker, name: string): Promise<boolean> {
   try {
     await docker.getImage(name).inspect();
     return true;
