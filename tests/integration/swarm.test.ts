@@ -282,10 +282,10 @@ describe.runIf(hasDocker)('docker swarm test harness', { timeout: 180_000 }, () 
       expect(results['dnsrr:internalAndEgress']).toContain('host-says-hi\nHOST-OK');
       // The alias resolves on the other node; with dnsrr it is the task's own address and connects.
       expect(results['dnsrr:internalAndEgress']).toMatch(/^10\.\d+\.\d+\.\d+\s+agent-worker-proxy-dnsrr\nproxy-says-hi\nPROXY-OK\n/);
-      // With a VIP the name resolves but does not connect: this kernel has no IPVS (dockerd: "Could not get ipvs family information").
-      expect(results['vip:internalAndEgress']).toMatch(/agent-worker-proxy-vip\n/);
+      // With a VIP it never connects: this kernel has no IPVS (dockerd: "Could not get ipvs family information").
+      // The name resolved to the VIP (then "No route to host") in 3 runs, and not at all under load in 1.
       expect(results['vip:internalAndEgress']).toContain('PROXY-FAIL');
-      expect(results['vip:internalAndEgress']).toContain('No route to host');
+      expect(results['vip:internalAndEgress']).toMatch(/agent-worker-proxy-vip\n(.|\n)*No route to host|Name or service not known/);
     } finally {
       server.close();
     }
