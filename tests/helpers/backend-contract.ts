@@ -55,7 +55,14 @@ export function backendContract(name: string, enabled: boolean, setup: () => Pro
       apiPort = (api.address() as { port: number }).port;
     }, 1_200_000);
 
+    /** What the cases made, removed again after a failed case (a passing one removes its own). */
+    const made: Array<{ egress: EgressBox; box: AgentBox }> = [];
+
     afterAll(async () => {
+      for (const parts of made) {
+        await parts.box.removeAfterWork(30_000);
+        await parts.egress.remove(30_000);
+      }
       await new Promise((resolve) => api?.close(resolve));
       dirs.forEach(removeDir);
     });
@@ -102,6 +109,7 @@ export function backendContract(name: string, enabled: boolean, setup: () => Pro
         },
         egress,
       );
+      made.push({ egress, box });
       return { egress, box, runId, scratch, audit };
     }
 
@@ -142,10 +150,13 @@ export function backendContract(name: string, enabled: boolean, setup: () => Pro
         ].join('\n'),
         { verify: 'echo verified; exit 0' },
       );
+      // As a run does: the proxy is started, the box runs, and the proxy's readiness is read meanwhile (a backend may
+      // start the proxy only once the box is placed).
       const { ready: proxyReady } = await parts.egress.start();
+      const running = run(parts.box);
       const checks = await proxyReady;
       expect(checks.every((check) => check.ok)).toBe(true);
-      const ran = await run(parts.box);
+      const ran = await running;
       expect(ran.exit).toMatchObject({ exitCode: 3, reason: 'exited' });
       expect(ran.stdout).toContain('task: the task text');
       expect(ran.stdout).toContain('placeholder: placeholder-value');
@@ -168,12 +179,13 @@ export function backendContract(name: string, enabled: boolean, setup: () => Pro
 
     it('a stop asked for while the agent runs ends it as interrupted, and its work is still collected', async () => {
       const parts = await make('echo started; echo partial > partial.txt; sleep 300');
-      await (await parts.egress.start()).ready;
+      const { ready: proxyReady } = await parts.egress.start();
       const stopping = new AbortController();
       let started!: () => void;
       const agentStarted = new Promise<void>((resolve) => (started = resolve));
       const running = run(parts.box, { signal: stopping.signal, onStdout: (text) => text.includes('started') && started() });
       await agentStarted;
+      await proxyReady;
       stopping.abort('SIGINT');
       const ran = await running;
       expect(ran.exit.reason).toBe('interrupted');
@@ -186,8 +198,10 @@ export function backendContract(name: string, enabled: boolean, setup: () => Pro
 
     it('the time limit ends the agent as timed_out, and its work is still collected', async () => {
       const parts = await make('echo partial > partial.txt; sleep 300');
-      await (await parts.egress.start()).ready;
-      const ran = await run(parts.box, { timeoutMs: 15_000 });
+      const { ready: proxyReady } = await parts.egress.start();
+      const running = run(parts.box, { timeoutMs: 15_000 });
+      await proxyReady;
+      const ran = await running;
       expect(ran.exit.reason).toBe('timed_out');
       const out = path.join(parts.scratch, 'out');
       await mkdir(out);

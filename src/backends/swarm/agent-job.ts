@@ -21,6 +21,7 @@ import type Docker from 'dockerode';
 import createDebug from 'debug';
 import { DockerError, ExitCode, errorMessage } from '../../errors.js';
 import { extractSafely } from '../../docker/archive.js';
+import { withTimeout } from '../../docker/client.js';
 import { COPY_OUT_DIR, DaemonLostError, ENTRYPOINT_CAPABILITIES, VERIFY_OUT_DIR, WORKSPACE_DIR, handoffArchive, type ContainerExit } from '../../docker/container.js';
 import { LABEL_MANAGED, runLabels } from '../../docker/labels.js';
 import { noResources, type ResourceWatch } from '../../docker/stats.js';
@@ -40,14 +41,18 @@ const log = createDebug('agent-worker:swarm');
  * reads them as this user (container/handoff.sh, HANDOFF_UID).
  */
 const HANDOFF_UID = 65533;
+/** How long the entrypoint waits for the proxy's name to resolve on a swarm, in seconds. */
+const PROXY_RESOLVE_WAIT_SECONDS = 120;
 /** Where the hand-off secret is in the task. */
 const HANDOFF_TARGET = 'agent-worker-handoff';
 /** Grace between SIGTERM and SIGKILL when the host stops the job: the entrypoint collects the work and writes it out. */
 const STOP_GRACE_MS = 60_000;
 /** How often the job's task is looked at, in ms. */
 const POLL_MS = 1000;
-/** Failed looks in a row after which the manager counts as lost. */
+/** Failed looks in a row after which the manager counts as lost… */
 const MANAGER_FAILURES = 5;
+/** …each of which may take this long, in ms (a manager whose host died sends no reset: requests just stall). */
+const MANAGER_ANSWER_MS = 10_000;
 /** How long the output may take to drain once the task ended by itself, in ms… */
 const OUTPUT_DRAIN_MS = 15_000;
 /** …and how long it must have been quiet (outside a block) to count as drained, in ms. */
@@ -174,7 +179,8 @@ export class SwarmAgentJob implements AgentBox {
     if (this.spec.outputFiles?.length) env.AW_OUTPUT_FILES = this.spec.outputFiles.join('\n');
     if (this.spec.verify !== undefined) env.AW_VERIFY = this.spec.verify;
     if (this.spec.apiCheck) env.AW_API_CHECK = `${this.spec.apiCheck.host} ${this.spec.apiCheck.port}`;
-    if (this.spec.resolveWaitSeconds) env.AW_RESOLVE_WAIT_SECONDS = String(this.spec.resolveWaitSeconds);
+    // The proxy's task is created once this one is placed: its name may take longer to resolve than beside a local daemon.
+    if (this.spec.resolveWaitSeconds) env.AW_RESOLVE_WAIT_SECONDS = String(Math.max(this.spec.resolveWaitSeconds, PROXY_RESOLVE_WAIT_SECONDS));
     const workspace = this.spec.workspace;
     if (workspace.mode === 'copy') {
       Object.assign(env, { AW_BRANCH: workspace.branch, AW_BASE_COMMIT: workspace.baseCommit, AW_BUNDLE_REF: workspace.bundleRef, AW_GIT_NAME: workspace.gitName, AW_GIT_EMAIL: workspace.gitEmail });
@@ -244,6 +250,10 @@ export class SwarmAgentJob implements AgentBox {
           options.onStarted?.();
         }
       }, () => reason !== 'exited');
+    } catch (error) {
+      // The node or the manager is gone: nothing more will come.
+      output.close();
+      throw error;
     } finally {
       clearTimeout(backstop);
       options.signal?.removeEventListener('abort', onAbort);
@@ -276,7 +286,7 @@ export class SwarmAgentJob implements AgentBox {
     for (;;) {
       let task: JobTask | undefined;
       try {
-        task = await job.task();
+        task = await withTimeout(job.task(), MANAGER_ANSWER_MS, 'the swarm manager to list the task');
         failures = 0;
       } catch (error) {
         if ((error as { statusCode?: number }).statusCode === 404 && stopping()) return last;
@@ -288,7 +298,11 @@ export class SwarmAgentJob implements AgentBox {
       }
       if (task) {
         last = task;
-        if (task.nodeId) this.nodeId = task.nodeId;
+        if (task.nodeId) {
+          this.nodeId = task.nodeId;
+          // Its egress proxy goes to the same node.
+          this.egress.launchOn(task.nodeId);
+        }
         if (STARTED_STATES.has(task.state) || TERMINAL_STATES.has(task.state)) onRunning();
         if (TERMINAL_STATES.has(task.state)) {
           if (task.state === 'orphaned' || (task.nodeId && !stopping() && task.state !== 'complete' && task.state !== 'failed' && (await this.options.nodeDown(task.nodeId).catch(() => false)))) {

@@ -1,6 +1,7 @@
 /**
  * A run's egress path on a swarm: a per-run internal overlay network (no way out), and the egress proxy as a job on
- * it and on a second, ordinary overlay network (its way out, through the node's gateway bridge). The proxy's
+ * it and on a second, ordinary overlay network (its way out, through the node's gateway bridge), on the node the
+ * agent's task was placed on (a lost node takes only its own runs with it). The proxy's
  * configuration — the credentials — is a swarm secret only the proxy's service is given (a root-only tmpfs file in
  * its task, read before the proxy drops root); its program is a swarm config. Its reports come back on its output
  * stream, read as the local sidecar's are (readProxyReports).
@@ -45,6 +46,10 @@ export class SwarmEgress implements EgressBox {
   private removedByUs = false;
   private markStopped: () => void = () => undefined;
   readonly stopped: Promise<{ exitCode: number | null }>;
+  private launching = false;
+  /** Settles once {@link launchOn} created the proxy's job (with its task's start and its `ready`), or failed to. */
+  private readonly launched: Promise<{ running: Promise<void>; ready: Promise<UpstreamCheck[]> }>;
+  private launch: (made: Promise<{ running: Promise<void>; ready: Promise<UpstreamCheck[]> }>) => void = () => undefined;
 
   private constructor(
     private readonly docker: Docker,
@@ -53,9 +58,10 @@ export class SwarmEgress implements EgressBox {
     readonly networks: { internal: string; outside: string },
     private readonly secretId: string,
     private readonly programId: string,
-    private readonly placement: string[],
   ) {
     this.stopped = new Promise((resolve) => (this.markStopped = () => resolve(this.stoppedWith ?? { exitCode: null })));
+    this.launched = new Promise((resolve) => (this.launch = resolve));
+    this.launched.catch(() => undefined);
   }
 
   get networkName(): string {
@@ -66,7 +72,7 @@ export class SwarmEgress implements EgressBox {
    * Creates the networks, the proxy's secret and config (the service itself is created by {@link start}).
    * @throws DockerError; whatever was created is removed first.
    */
-  static async create(docker: Docker, spec: EgressSpec, placement: string[]): Promise<SwarmEgress> {
+  static async create(docker: Docker, spec: EgressSpec): Promise<SwarmEgress> {
     const names = swarmNames(spec.runId);
     const labels = runLabels(spec);
     let program: Buffer;
@@ -86,7 +92,7 @@ export class SwarmEgress implements EgressBox {
       created.push([`secret ${names.proxySecret}`, () => docker.getSecret(secretId).remove()]);
       const programId = await createConfig(docker, names.proxyProgram, program, labels, "the egress proxy's program");
       created.push([`config ${names.proxyProgram}`, () => docker.getConfig(programId).remove()]);
-      return new SwarmEgress(docker, spec, { internal, outside }, secretId, programId, placement);
+      return new SwarmEgress(docker, spec, { internal, outside }, secretId, programId);
     } catch (error) {
       for (const [what, remove] of created.reverse()) await removeQuietly(what, remove, 30_000);
       throw error;
@@ -94,47 +100,63 @@ export class SwarmEgress implements EgressBox {
   }
 
   /**
-   * Creates the proxy's job and reads its reports.
-   * @returns once the job is created; `ready` settles when the proxy has tried the model API, and rejects when its task
-   *   ends first, does not run within {@link PROXY_START_TIMEOUT_MS}, or does not report within 30 s of running.
-   * @throws DockerError when the job cannot be created.
+   * Readies the proxy: its job is created by {@link launchOn} once the agent's task has a node, on that node, so that
+   * a lost node takes only its own runs' proxies with it.
+   * @returns at once; `ready` settles when the proxy has tried the model API, and rejects when its job cannot be
+   *   created, its task ends first, it does not run within {@link PROXY_START_TIMEOUT_MS} of this call, or does not
+   *   report within 30 s of running.
    */
   async start(signal?: AbortSignal): Promise<{ ready: Promise<UpstreamCheck[]> }> {
-    const names = swarmNames(this.spec.runId);
-    const job = await SwarmJob.create(this.docker, {
-      name: names.proxy,
-      image: this.spec.image,
-      labels: { ...runLabels(this.spec), [LABEL_ROLE]: ROLE_EGRESS_PROXY },
-      entrypoint: ['node', PROGRAM_PATH],
-      args: ['--secret-file', `/run/secrets/${CONFIG_SECRET_TARGET}`],
-      // The image's NODE_EXTRA_CA_CERTS costs ~170 ms of node's start; the proxy trusts the system store itself.
-      env: { NODE_EXTRA_CA_CERTS: '' },
-      user: '0:0',
-      workingDir: '/',
-      capabilities: ['SETUID', 'SETGID'],
-      secrets: [{ id: this.secretId, name: names.proxySecret, target: CONFIG_SECRET_TARGET }],
-      configs: [{ id: this.programId, name: names.proxyProgram, target: PROGRAM_PATH }],
-      networks: [{ id: this.networks.internal, aliases: [PROXY_ALIAS] }, { id: this.networks.outside }],
-      resources: PROXY_LIMITS,
-      placement: this.placement,
-      stopGracePeriodMs: 5000,
-    });
-    this.job = job;
-    const reports = readProxyReports(this.spec.onAudit);
-    const output = await job.follow(reports.sinks).catch((error: unknown) => {
-      log('proxy output: %s', errorMessage(error));
-      return undefined;
-    });
-    const running = this.watch(job, reports.onFailure, output?.close);
     const readyInTime = (async () => {
+      const { running, ready } = await withTimeout(this.launched, PROXY_START_TIMEOUT_MS, "the agent's task to be placed", signal);
       await withTimeout(running, PROXY_START_TIMEOUT_MS, "the egress proxy's task to start", signal);
-      return withTimeout(reports.ready, READY_TIMEOUT_MS, 'the egress proxy to listen', signal);
+      return withTimeout(ready, READY_TIMEOUT_MS, 'the egress proxy to listen', signal);
     })().catch((error: unknown) => {
       if (error instanceof TimeoutError) throw new DockerError(`The egress proxy did not start: ${error.message}.`, ExitCode.container, 'Check the swarm\'s nodes (`docker node ls`) and that they can pull from the registry.', { cause: error });
       throw error;
     });
     readyInTime.catch(() => undefined);
     return { ready: readyInTime };
+  }
+
+  /**
+   * Creates the proxy's job on the node `nodeId` (the agent's) and reads its reports; later calls do nothing.
+   * A failure to create it fails {@link start}'s `ready`.
+   */
+  launchOn(nodeId: string): void {
+    if (this.launching) return;
+    this.launching = true;
+    const names = swarmNames(this.spec.runId);
+    const launch = (async () => {
+      const job = await SwarmJob.create(this.docker, {
+        name: names.proxy,
+        image: this.spec.image,
+        labels: { ...runLabels(this.spec), [LABEL_ROLE]: ROLE_EGRESS_PROXY },
+        entrypoint: ['node', PROGRAM_PATH],
+        args: ['--secret-file', `/run/secrets/${CONFIG_SECRET_TARGET}`],
+        // The image's NODE_EXTRA_CA_CERTS costs ~170 ms of node's start; the proxy trusts the system store itself.
+        env: { NODE_EXTRA_CA_CERTS: '' },
+        user: '0:0',
+        workingDir: '/',
+        capabilities: ['SETUID', 'SETGID'],
+        secrets: [{ id: this.secretId, name: names.proxySecret, target: CONFIG_SECRET_TARGET }],
+        configs: [{ id: this.programId, name: names.proxyProgram, target: PROGRAM_PATH }],
+        networks: [{ id: this.networks.internal, aliases: [PROXY_ALIAS] }, { id: this.networks.outside }],
+        resources: PROXY_LIMITS,
+        placement: [`node.id==${nodeId}`],
+        stopGracePeriodMs: 5000,
+      });
+      this.job = job;
+      if (this.removedByUs) await job.remove(30_000).catch(() => undefined);
+      const reports = readProxyReports(this.spec.onAudit);
+      const output = await job.follow(reports.sinks).catch((error: unknown) => {
+        log('proxy output: %s', errorMessage(error));
+        return undefined;
+      });
+      return { running: this.watch(job, reports.onFailure, output?.close), ready: reports.ready };
+    })();
+    launch.catch(() => undefined);
+    this.launch(launch);
   }
 
   /** Follows the proxy's task: resolves once it runs; marks the proxy stopped when the task ends. */
@@ -146,7 +168,7 @@ export class SwarmEgress implements EgressBox {
       for (;;) {
         if (this.removedByUs) break;
         try {
-          const task = await job.task();
+          const task = await withTimeout(job.task(), 10_000, "the swarm manager to list the proxy's task");
           failures = 0;
           if (task?.state === 'running') markRunning();
           if (task && TERMINAL_STATES.has(task.state)) {

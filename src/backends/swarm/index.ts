@@ -7,6 +7,7 @@ import type Docker from 'dockerode';
 import createDebug from 'debug';
 import { DockerError, ExitCode, PreflightError, errorMessage } from '../../errors.js';
 import type { EgressSpec } from '../../docker/egress.js';
+import { withTimeout } from '../../docker/client.js';
 import type { AgentBox, AgentBoxSpec, Backend, EgressBox } from '../types.js';
 import { SwarmAgentJob } from './agent-job.js';
 import { SwarmEgress } from './egress.js';
@@ -14,6 +15,9 @@ import { nodeFacts, parseConstraint, swarmCapacity, unplaceable, type EngineNode
 import { publishImage } from './registry.js';
 
 const log = createDebug('agent-worker:swarm');
+
+/** How long the manager may take to describe a node, in ms. */
+const NODE_ANSWER_MS = 10_000;
 
 /** How a swarm backend is set up. */
 export interface SwarmBackendOptions {
@@ -70,8 +74,13 @@ export class SwarmBackend implements Backend {
     return reference;
   }
 
+  /** A node's facts, from the manager (bounded: a manager whose host died sends no reset). */
+  private async node(id: string): Promise<SwarmNodeFacts> {
+    return nodeFacts((await withTimeout(this.docker.getNode(id).inspect(), NODE_ANSWER_MS, 'the swarm manager to describe a node')) as EngineNode);
+  }
+
   async createEgress(spec: EgressSpec): Promise<EgressBox> {
-    return SwarmEgress.create(this.docker, { ...spec, image: await this.imageReference(spec.image) }, this.options.placement);
+    return SwarmEgress.create(this.docker, { ...spec, image: await this.imageReference(spec.image) });
   }
 
   async createAgent(spec: AgentBoxSpec, egress: EgressBox): Promise<AgentBox> {
@@ -82,8 +91,8 @@ export class SwarmBackend implements Backend {
         docker: this.docker,
         registry: this.options.registry,
         placement: this.options.placement,
-        nodeName: async (id) => nodeFacts((await this.docker.getNode(id).inspect()) as EngineNode).hostname,
-        nodeDown: async (id) => nodeFacts((await this.docker.getNode(id).inspect()) as EngineNode).state === 'down',
+        nodeName: async (id) => (await this.node(id)).hostname,
+        nodeDown: async (id) => (await this.node(id)).state === 'down',
       },
       { ...spec, image },
       egress,
