@@ -35,6 +35,16 @@ readonly AGENT_FILE_MAX_BYTES=$((1024 * 1024))
 # can read them (they cannot be deleted); read here as that user (CAP_SETUID, CAP_SETGID).
 readonly HANDOFF_UID=65533
 
+# COMMAND... as the agent's user (AW_UID:AW_GID) when known: the entrypoint holds no DAC_OVERRIDE, so root cannot read
+# the agent's 0700 folders (its work's out folder, its HOME) itself.
+as_agent() {
+  if [[ -n ${AW_UID:-} ]]; then
+    setpriv --reuid="$AW_UID" --regid="${AW_GID:-$AW_UID}" --clear-groups -- "$@"
+  else
+    "$@"
+  fi
+}
+
 # cat FILE... as the hand-off's owner.
 as_handoff_owner() {
   setpriv --reuid="$HANDOFF_UID" --regid="$HANDOFF_UID" --clear-groups -- "$@"
@@ -88,19 +98,28 @@ hand_out() {
   tarball=$(mktemp /run/agent-worker-out.XXXXXX) || die "cannot create the output archive"
   mkdir -p -- "$staging/agent-files"
   if [[ -n ${AW_OUTPUT_FILES:-} ]]; then
+    # Checked and read as the agent's user (its HOME is 0700), never following a link.
     while IFS= read -r file; do
-      if [[ $file == /* && -f $file && $(realpath -e -- "$file" 2>/dev/null) == "$file" ]] &&
-        (($(stat -c %s -- "$file") <= AGENT_FILE_MAX_BYTES)); then
+      if [[ $file == /* ]] && as_agent test -f "$file" && [[ $(as_agent realpath -e -- "$file" 2>/dev/null) == "$file" ]] &&
+        (($(as_agent stat -c %s -- "$file") <= AGENT_FILE_MAX_BYTES)); then
         mkdir -p -- "$staging/agent-files/$index"
-        cp -- "$file" "$staging/agent-files/$index/" || die "cannot copy $file"
+        as_agent cat -- "$file" >"$staging/agent-files/$index/${file##*/}" || die "cannot copy $file"
       fi
       index=$((index + 1))
     done <<<"$AW_OUTPUT_FILES"
   fi
-  local parts=(-C "$staging" agent-files)
-  [[ -d $OUT_DIR ]] && parts+=(-C "${OUT_DIR%/*}" "${OUT_DIR##*/}")
-  [[ -d $VERIFY_DIR ]] && parts+=(-C "${VERIFY_DIR%/*}" "${VERIFY_DIR##*/}")
-  tar -c --numeric-owner -f "$tarball" "${parts[@]}" || die "cannot archive the work"
+  tar -c --numeric-owner -f "$tarball" -C "$staging" agent-files || die "cannot archive the agent's files"
+  if [[ -d $OUT_DIR ]]; then
+    # The work's folder is the agent's (0700): archived as the agent (links stored as links), appended here.
+    local part
+    part=$(mktemp /run/agent-worker-part.XXXXXX) || die "cannot create the work's archive"
+    as_agent tar -c --numeric-owner -C "${OUT_DIR%/*}" "${OUT_DIR##*/}" >"$part" || die "cannot archive the work"
+    tar -A -f "$tarball" "$part" || die "cannot add the work to the archive"
+    rm -f -- "$part"
+  fi
+  if [[ -d $VERIFY_DIR ]]; then
+    tar -r --numeric-owner -f "$tarball" -C "${VERIFY_DIR%/*}" "${VERIFY_DIR##*/}" || die "cannot archive the verify output"
+  fi
   bytes=$(stat -c %s -- "$tarball")
   read -r sum _ < <(sha256sum -- "$tarball")
   printf 'agent-worker-out:%s:begin\n' "$nonce"

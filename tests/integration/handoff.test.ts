@@ -18,6 +18,7 @@ import { FrameDemuxer } from '../../src/docker/demux.js';
 import { LineSplitter } from '../../src/stream/lines.js';
 import { extractSafely } from '../../src/docker/archive.js';
 import { newOutNonce, OutBlockReader } from '../../src/backends/swarm/out-block.js';
+import { ENTRYPOINT_CAPABILITIES } from '../../src/docker/container.js';
 
 const hasDocker = await dockerAvailable();
 const IMAGE = 'debian:bookworm-slim';
@@ -50,7 +51,8 @@ async function runInContainer(script: string, inputs: Buffer): Promise<{ exitCod
     Image: IMAGE,
     Cmd: ['bash', '-c', script],
     Labels: { [TEST_LABEL]: TEST_LABEL_VALUE },
-    HostConfig: { NetworkMode: 'none' },
+    // The entrypoint's capabilities only: no DAC_OVERRIDE, so root cannot read the agent's 0700 folders.
+    HostConfig: { NetworkMode: 'none', CapDrop: ['ALL'], CapAdd: ENTRYPOINT_CAPABILITIES },
   });
   await container.putArchive(await tarOf({ 'usr/local/bin/agent-worker-handoff': readFileSync(SCRIPT) }, 0o755), { path: '/' });
   await container.putArchive(inputs, { path: '/' });
@@ -100,8 +102,10 @@ describe.runIf(hasDocker)('container/handoff.sh', () => {
       'test -e /run/agent-worker-in/repo.bundle && test ! -e /run/agent-worker/out-nonce',
       'ln -s result /run/agent-worker-out/link',
       'ln -s /home/agent/real /home/agent/linked',
+      // As the entrypoint leaves them: the out folder and HOME are the agent's (uid 1000), 0700.
+      'chmod 0700 /run/agent-worker-out /home/agent && chown -R 1000:1000 /run/agent-worker-out /home/agent',
       'echo \'{"type":"agent line"}\'',
-      'AW_OUTPUT_FILES=$(printf "%s\\n" /home/agent/.agent/usage.json /home/agent/linked/usage.json /home/agent/missing.json) agent-worker-handoff out',
+      'AW_UID=1000 AW_GID=1000 AW_OUTPUT_FILES=$(printf "%s\\n" /home/agent/.agent/usage.json /home/agent/linked/usage.json /home/agent/missing.json) agent-worker-handoff out',
       'echo after',
     ].join('\n');
     const ran = await runInContainer(script, inputs);
@@ -111,8 +115,8 @@ describe.runIf(hasDocker)('container/handoff.sh', () => {
     expect(ran.stderr).toContain('/run/agent-worker/repo.bundle root 600');
     expect(ran.stderr).toContain('/run/agent-worker-out-nonce root 400');
     expect(ran.stderr).toContain('/run/agent-worker/home/.agent/settings.json root 600');
-    expect(ran.stderr).not.toContain('root read it');
-    expect(ran.exitCode).toBe(0);
+    expect(ran.stderr, ran.stderr).not.toContain('root read it');
+    expect(ran.exitCode, ran.stderr).toBe(0);
 
     const dir = tempDir('aw-handoff-');
     try {

@@ -55,10 +55,12 @@ const MANAGER_FAILURES = 5;
 const MANAGER_ANSWER_MS = 10_000;
 /** How long the output may take to drain once the task ended by itself, in ms… */
 const OUTPUT_DRAIN_MS = 15_000;
-/** …and how long it must have been quiet (outside a block) to count as drained, in ms. */
+/** …and, when no block can come (the agent never started), how long it must have been quiet to count as drained, in ms. */
 const QUIET_MS = 2000;
 /** Beyond the entrypoint's own time limit, what the host allows before it removes the job itself, in ms. */
 const BACKSTOP_MS = STOP_GRACE_MS + 60_000;
+/** The entrypoint's exit codes when the agent never started (container/entrypoint.sh): no output block follows. */
+const SETUP_EXIT_CODES = new Set([64, 69, 71, 78]);
 /** The line the entrypoint writes on stderr when its time limit stopped the agent. */
 const TIME_LIMIT_LINE = 'agent-worker: time limit reached, stopping the agent';
 
@@ -260,10 +262,13 @@ export class SwarmAgentJob implements AgentBox {
     }
     // The output stream does not end by itself (not even once the service is gone): it is read until the block has
     // come, or, without one, until it has been quiet a moment; after a stop, for as long as the grace period lasts.
+    // When the entrypoint failed before the agent started, no block comes: quiet is enough. Otherwise the block is
+    // waited for (the output reaches the manager later than the task's state).
+    const noBlock = last?.exitCode !== undefined && SETUP_EXIT_CODES.has(last.exitCode);
     const drainUntil = Date.now() + (reason === 'exited' ? OUTPUT_DRAIN_MS : STOP_GRACE_MS + 5000);
     while (Date.now() < drainUntil && !blockSeen(block)) {
       const quiet = Date.now() - lastOutputAt > QUIET_MS;
-      if (quiet && !block.inBlock && reason === 'exited') break;
+      if (quiet && !block.inBlock && reason === 'exited' && noBlock) break;
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     output.close();
