@@ -233,8 +233,12 @@ export class SwarmAgentJob implements AgentBox {
       if (reason !== 'exited') return;
       reason = why;
       log('stopping job %s: %s', job.shortId, why);
-      // SIGTERM to the task's container; the entrypoint collects and writes the block within the grace period.
-      void job.remove(30_000).catch((error: unknown) => log('remove %s: %s', job.shortId, errorMessage(error)));
+      // SIGTERM to the task's container; the entrypoint collects and writes the block within the grace period, on the
+      // output stream of the service, which stays until the work is safe. Removing it is the fallback.
+      void job.stopTask(30_000).catch((error: unknown) => {
+        log('stop %s: %s', job.shortId, errorMessage(error));
+        return job.remove(30_000).catch((removeError: unknown) => log('remove %s: %s', job.shortId, errorMessage(removeError)));
+      });
     };
     this.stopNow = () => stopFor(this.stopWhy ?? 'interrupted');
     if (this.stopWhy) stopFor(this.stopWhy);

@@ -192,6 +192,19 @@ export class SwarmJob {
   }
 
   /**
+   * Stops the task and keeps the service: scaled to 0 replicas, the task's container gets SIGTERM, then the grace
+   * period, then SIGKILL, while the service's output stream goes on (a removed service's may not deliver what its
+   * stopping task still writes).
+   * @throws the manager's error, or TimeoutError after `timeoutMs`.
+   */
+  async stopTask(timeoutMs: number): Promise<void> {
+    const info = (await withTimeout(this.service.inspect(), timeoutMs, `the manager to describe service ${this.name}`)) as { Version?: { Index?: number }; Spec?: Record<string, unknown> };
+    const spec = { ...info.Spec, Mode: { Replicated: { Replicas: 0 } } };
+    await withTimeout(this.service.update({ version: info.Version?.Index, ...spec } as never), timeoutMs, `the manager to scale service ${this.name} to 0`);
+    log('scaled service %s to 0', this.shortId);
+  }
+
+  /**
    * Removes the service (its task's container is stopped: SIGTERM, the grace period, SIGKILL). Safe to repeat: one
    * request is sent and later calls join it. A service already gone counts as removed.
    * @throws TimeoutError when the manager does not answer within `timeoutMs`; the manager's error.
