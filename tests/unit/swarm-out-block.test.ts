@@ -94,6 +94,18 @@ describe('OutBlockReader', () => {
     expect(readFileSync(reader.finish()!.file, 'utf8')).toBe('second');
   });
 
+  it('says a block has ended only once its end line came (asking mid-block leaves it intact)', () => {
+    const nonce = newOutNonce();
+    const reader = new OutBlockReader(nonce, target());
+    const lines = blockLines(nonce, Buffer.from('whole work'));
+    expect(reader.ended).toBe(false);
+    lines.slice(0, -1).forEach((line) => reader.line(line));
+    expect(reader.ended).toBe(false);
+    reader.line(lines[lines.length - 1]!);
+    expect(reader.ended).toBe(true);
+    expect(readFileSync(reader.finish()!.file, 'utf8')).toBe('whole work');
+  });
+
   it('refuses a malformed nonce', () => {
     expect(() => new OutBlockReader('xyz', target())).toThrow(/32 lower-case hex/);
   });

@@ -270,7 +270,7 @@ export class SwarmAgentJob implements AgentBox {
     // waited for (the output reaches the manager later than the task's state).
     const noBlock = last?.exitCode !== undefined && SETUP_EXIT_CODES.has(last.exitCode);
     const drainUntil = Date.now() + (reason === 'exited' ? OUTPUT_DRAIN_MS : STOP_GRACE_MS + 5000);
-    while (Date.now() < drainUntil && !blockSeen(block)) {
+    while (Date.now() < drainUntil && !block.ended) {
       const quiet = Date.now() - lastOutputAt > QUIET_MS;
       if (quiet && !block.inBlock && reason === 'exited' && noBlock) break;
       await new Promise((resolve) => setTimeout(resolve, 100));
@@ -412,15 +412,6 @@ export class SwarmAgentJob implements AgentBox {
       return warnings.length > 0 ? warnings.join('; ') : undefined;
     })();
     return this.removal;
-  }
-}
-
-/** Whether the reader has finished a block (or found one damaged). */
-function blockSeen(block: OutBlockReader): boolean {
-  try {
-    return block.finish() !== undefined;
-  } catch {
-    return true;
   }
 }
 

@@ -71,6 +71,11 @@ export class OutBlockReader {
     return this.fd !== undefined;
   }
 
+  /** Whether a block has ended (arrived whole, or found damaged or interrupted); reading it is {@link finish}'s. */
+  get ended(): boolean {
+    return this.fd === undefined && (this.done !== undefined || this.problem !== undefined);
+  }
+
   /**
    * Takes one line of the job's stdout.
    * @returns true when the line belonged to the block (the caller drops it), false when it is the agent's.
