@@ -205,20 +205,7 @@ export class AgentContainer implements AgentBox {
    */
   static async create(docker: Docker, spec: AgentContainerSpec): Promise<AgentContainer> {
     const workspace = spec.workspace;
-    const env: Record<string, string> = {
-      ...spec.env,
-      AW_UID: String(spec.uid),
-      AW_GID: String(spec.gid),
-      AW_ALLOW_HOSTS: spec.allowHosts.join(' '),
-      AW_WORKSPACE: workspace.mode,
-      TZ: spec.timezone,
-    };
-    if (spec.verify !== undefined) env.AW_VERIFY = spec.verify;
-    if (spec.apiCheck) env.AW_API_CHECK = `${spec.apiCheck.host} ${spec.apiCheck.port}`;
-    if (spec.resolveWaitSeconds) env.AW_RESOLVE_WAIT_SECONDS = String(spec.resolveWaitSeconds);
-    if (workspace.mode === 'copy') {
-      Object.assign(env, { AW_BRANCH: workspace.branch, AW_BASE_COMMIT: workspace.baseCommit, AW_BUNDLE_REF: workspace.bundleRef, AW_GIT_NAME: workspace.gitName, AW_GIT_EMAIL: workspace.gitEmail });
-    }
+    const env = entrypointEnv(spec);
     let container: Docker.Container;
     try {
       container = await docker.createContainer({
@@ -466,6 +453,26 @@ export class AgentContainer implements AgentBox {
       if (code !== 404 && code !== 409) throw error;
     }
   }
+}
+
+/** The entrypoint's environment for `spec` (container/entrypoint.sh's inputs), on top of the agent's plain one. */
+export function entrypointEnv(spec: Omit<AgentContainerSpec, 'networkMode'>): Record<string, string> {
+  const workspace = spec.workspace;
+  const env: Record<string, string> = {
+    ...spec.env,
+    AW_UID: String(spec.uid),
+    AW_GID: String(spec.gid),
+    AW_ALLOW_HOSTS: spec.allowHosts.join(' '),
+    AW_WORKSPACE: workspace.mode,
+    TZ: spec.timezone,
+  };
+  if (spec.verify !== undefined) env.AW_VERIFY = spec.verify;
+  if (spec.apiCheck) env.AW_API_CHECK = `${spec.apiCheck.host} ${spec.apiCheck.port}`;
+  if (spec.resolveWaitSeconds) env.AW_RESOLVE_WAIT_SECONDS = String(spec.resolveWaitSeconds);
+  if (workspace.mode === 'copy') {
+    Object.assign(env, { AW_BRANCH: workspace.branch, AW_BASE_COMMIT: workspace.baseCommit, AW_BUNDLE_REF: workspace.bundleRef, AW_GIT_NAME: workspace.gitName, AW_GIT_EMAIL: workspace.gitEmail });
+  }
+  return env;
 }
 
 /**

@@ -22,7 +22,7 @@ import createDebug from 'debug';
 import { DockerError, ExitCode, errorMessage } from '../../errors.js';
 import { extractSafely } from '../../docker/archive.js';
 import { withTimeout } from '../../docker/client.js';
-import { COPY_OUT_DIR, DaemonLostError, ENTRYPOINT_CAPABILITIES, VERIFY_OUT_DIR, WORKSPACE_DIR, handoffArchive, type ContainerExit } from '../../docker/container.js';
+import { COPY_OUT_DIR, DaemonLostError, ENTRYPOINT_CAPABILITIES, VERIFY_OUT_DIR, WORKSPACE_DIR, entrypointEnv, handoffArchive, type ContainerExit } from '../../docker/container.js';
 import { LABEL_MANAGED, runLabels } from '../../docker/labels.js';
 import { noResources, type ResourceWatch } from '../../docker/stats.js';
 import { LineSplitter } from '../../stream/lines.js';
@@ -167,26 +167,15 @@ export class SwarmAgentJob implements AgentBox {
     const names = swarmNames(this.spec.runId);
     const timeoutSeconds = Math.max(1, Math.ceil(options.timeoutMs / 1000));
     const env: Record<string, string> = {
-      ...this.spec.env,
-      AW_UID: String(this.spec.uid),
-      AW_GID: String(this.spec.gid),
-      AW_ALLOW_HOSTS: this.spec.allowHosts.join(' '),
-      AW_WORKSPACE: this.spec.workspace.mode,
+      ...entrypointEnv(this.spec),
       AW_HANDOFF: 'stream',
       AW_HANDOFF_FILE: `/run/secrets/${HANDOFF_TARGET}`,
       ...(this.bundleParts.length > 0 ? { AW_BUNDLE_PARTS: this.bundleParts.map((_, index) => `/run/secrets/${BUNDLE_PART_TARGET}${index}`).join(' ') } : {}),
       AW_STOP_AFTER_SECONDS: String(timeoutSeconds),
-      TZ: this.spec.timezone,
     };
     if (this.spec.outputFiles?.length) env.AW_OUTPUT_FILES = this.spec.outputFiles.join('\n');
-    if (this.spec.verify !== undefined) env.AW_VERIFY = this.spec.verify;
-    if (this.spec.apiCheck) env.AW_API_CHECK = `${this.spec.apiCheck.host} ${this.spec.apiCheck.port}`;
     // The proxy's task is created once this one is placed: its name may take longer to resolve than beside a local daemon.
     if (this.spec.resolveWaitSeconds) env.AW_RESOLVE_WAIT_SECONDS = String(Math.max(this.spec.resolveWaitSeconds, PROXY_RESOLVE_WAIT_SECONDS));
-    const workspace = this.spec.workspace;
-    if (workspace.mode === 'copy') {
-      Object.assign(env, { AW_BRANCH: workspace.branch, AW_BASE_COMMIT: workspace.baseCommit, AW_BUNDLE_REF: workspace.bundleRef, AW_GIT_NAME: workspace.gitName, AW_GIT_EMAIL: workspace.gitEmail });
-    }
     const job = await SwarmJob.create(docker, {
       name: names.agent,
       image: this.image.reference,
