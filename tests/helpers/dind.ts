@@ -6,9 +6,10 @@
  *  - ssh on 22, published on 127.0.0.1 (root, key only; `docker system dial-stdio` works).
  *
  * The image is built from tests/fixtures/dind (tag = hash of that folder and the build args); see its
- * Dockerfile and start.sh for what runs inside. The inner daemon uses the vfs storage driver and puts its
- * default bridge on 10.213.0.0/24, so nested containers reach the outer bridge's gateway (172.17.0.1,
- * where tests listen) through the inner daemon's NAT.
+ * Dockerfile and start.sh for what runs inside. The inner daemon's /var/lib/docker is an anonymous volume
+ * (removed with the container), so it uses the overlay2 storage driver (vfs copied a 1 GB image whole per layer
+ * and per container: minutes per build, pull and removal). It puts its default bridge on 10.213.0.0/24, so
+ * nested containers reach the outer bridge's gateway (172.17.0.1, where tests listen) through its NAT.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -177,6 +178,9 @@ export async function startDind(options: StartDindOptions = {}): Promise<Dind> {
         CapAdd: DIND_CAPABILITIES,
         SecurityOpt: ['seccomp=unconfined', 'apparmor=unconfined'],
         Binds: ['/sys/fs/cgroup:/sys/fs/cgroup'],
+        // The inner daemon's storage on the outer host's filesystem (not this container's overlayfs root), so it
+        // can use overlay2; removed with the container (`v: true`).
+        Mounts: [{ Type: 'volume', Source: '', Target: '/var/lib/docker' }],
         PortBindings: {
           [`${DIND_TLS_PORT}/tcp`]: [{ HostIp: '127.0.0.1', HostPort: '' }],
           '22/tcp': [{ HostIp: '127.0.0.1', HostPort: '' }],

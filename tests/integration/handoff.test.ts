@@ -93,12 +93,14 @@ describe.runIf(hasDocker)('container/handoff.sh', () => {
     );
     const script = [
       'set -e',
+      // As vfs storage (dind swarm nodes) leaves a container's root: 0700, so the agent's user could not run anything.
+      'chmod 0700 /',
       'AW_UID=1000 AW_HANDOFF_FILE=/run/secrets/agent-worker-run AW_BUNDLE_PARTS="/run/secrets/bundle-0 /run/secrets/bundle-1" agent-worker-handoff in',
       // Root without capabilities (an agent when the user is root) cannot read the secrets.
       'setpriv --reuid=0 --regid=0 --clear-groups --inh-caps=-all --ambient-caps=-all --bounding-set=-all -- cat /run/secrets/agent-worker-run >/dev/null 2>&1 && echo "root read it" >&2 || true',
       'test "$(cat /run/agent-worker/repo.bundle)" = "bundle bytes"',
       // What `in` left, as the host expects it: root-only files, the nonce apart, the bundle moved.
-      'stat -c "%n %U %a" /run/agent-worker /run/agent-worker/task /run/agent-worker/repo.bundle /run/agent-worker-out-nonce /run/agent-worker/home/.agent/settings.json >&2',
+      'stat -c "%n %U %a" / /run/agent-worker /run/agent-worker/task /run/agent-worker/repo.bundle /run/agent-worker-out-nonce /run/agent-worker/home/.agent/settings.json >&2',
       'test -e /run/agent-worker-in/repo.bundle && test ! -e /run/agent-worker/out-nonce',
       'ln -s result /run/agent-worker-out/link',
       'ln -s /home/agent/real /home/agent/linked',
@@ -110,6 +112,7 @@ describe.runIf(hasDocker)('container/handoff.sh', () => {
     ].join('\n');
     const ran = await runInContainer(script, inputs);
     await ran.container.remove({ force: true });
+    expect(ran.stderr).toContain('/ root 755');
     expect(ran.stderr).toContain('/run/agent-worker root 700');
     expect(ran.stderr).toContain('/run/agent-worker/task root 600');
     expect(ran.stderr).toContain('/run/agent-worker/repo.bundle root 600');
