@@ -4,10 +4,11 @@
  * Code in the tool's image (built on the local engine, copied into the manager, pushed by the product to the
  * registry, pulled by the workers), scripted Messages APIs on the outer bridge gateway. A single run; a batch of six
  * tasks over three repositories spread over both workers; a worker killed mid-batch (its runs retried elsewhere); a
- * placement no node satisfies; the credential never inside the job's container. Nothing is left on any node.
+ * placement no node satisfies; the credential never inside the job's container; the backend contract; last, the
+ * manager killed mid-batch (the finished run kept). Nothing is left on any node.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type Docker from 'dockerode';
 import type { ScriptedTurn } from '../fixtures/fake-anthropic.js';
@@ -134,6 +135,26 @@ function watchPlacement(manager: Docker): { stop: () => Promise<Map<string, stri
   };
 }
 
+/** A batch task file (YAML) in a new folder: `defaults` lines, then one flow mapping per task. Returns its folder and path. */
+function taskFile(name: string, defaults: string[], tasks: Array<{ project: string; branch: string; task: string; port: number }>): { dir: string; file: string } {
+  const dir = tempDir(`aw-swarm-${name}-`);
+  cleanup.push(dir);
+  const file = path.join(dir, 'tasks.yaml');
+  const lines = tasks.map((task) => `  - { project: ${task.project}, branch: ${task.branch}, task: "${task.task}", baseUrl: "http://${gateway}:${task.port}" }`);
+  writeFileSync(file, ['defaults:', ...defaults.map((line) => `  ${line}`), 'tasks:', ...lines].join('\n'));
+  return { dir, file };
+}
+
+/** True when `git rev-parse --verify` finds `rev` in `dir`. */
+function gitOk(dir: string, rev: string): boolean {
+  try {
+    git(dir, 'rev-parse', '--verify', '--quiet', rev);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function parse<T>(result: CliResult): T {
   expect(result.stdout.trim().startsWith('{'), `stdout: ${result.stdout}\nstderr: ${result.stderr}`).toBe(true);
   return JSON.parse(result.stdout) as T;
@@ -194,19 +215,7 @@ describe.runIf(hasDocker)('--backend swarm', { timeout: 1_200_000 }, () => {
   it('a batch of six tasks over three repositories spreads over both workers; every branch and report right; nothing left', async () => {
     const repos = [repo({ 'README.md': '# r1\n' }), repo({ 'README.md': '# r2\n' }), repo({ 'README.md': '# r3\n' })];
     const fixtures = await Promise.all([0, 1, 2, 3, 4, 5].map((index) => api(writeScript(`task-${index}.txt`, `${'line\n'.repeat(index + 1)}`))));
-    const dir = tempDir('aw-swarm-batch-');
-    cleanup.push(dir);
-    const file = path.join(dir, 'tasks.yaml');
-    writeFileSync(
-      file,
-      [
-        'defaults:',
-        '  memory: 512m',
-        '  cpus: 0.5',
-        'tasks:',
-        ...fixtures.map((fixture, index) => `  - { project: ${repos[index % 3]}, branch: six-${index}, task: "Write task ${index}", baseUrl: "http://${gateway}:${fixture.port}" }`),
-      ].join('\n'),
-    );
+    const { dir, file } = taskFile('batch', ['memory: 512m', 'cpus: 0.5'], fixtures.map((fixture, index) => ({ project: repos[index % 3]!, branch: `six-${index}`, task: `Write task ${index}`, port: fixture.port })));
     const watch = watchPlacement(swarm.managerDocker);
     try {
       const result = await runCli(['batch', file, '--backend', 'swarm', '--registry', swarm.registry.address, '--ca-cert', TEST_CA_CERT, '--json', '--parallel', '4'], { cwd: dir, env: swarmEnv() });
@@ -244,13 +253,7 @@ describe.runIf(hasDocker)('--backend swarm', { timeout: 1_200_000 }, () => {
         ]),
       ),
     );
-    const dir = tempDir('aw-swarm-kill-');
-    cleanup.push(dir);
-    const file = path.join(dir, 'tasks.yaml');
-    writeFileSync(
-      file,
-      ['defaults:', '  memory: 512m', 'tasks:', ...fixtures.map((fixture, index) => `  - { project: ${project}, branch: kill-${index}, task: "Write k${index}", baseUrl: "http://${gateway}:${fixture.port}" }`)].join('\n'),
-    );
+    const { dir, file } = taskFile('kill', ['memory: 512m'], fixtures.map((fixture, index) => ({ project, branch: `kill-${index}`, task: `Write k${index}`, port: fixture.port })));
     const watch = watchPlacement(swarm.managerDocker);
     const live = startCli(['batch', file, '--backend', 'swarm', '--registry', swarm.registry.address, '--ca-cert', TEST_CA_CERT, '--json', '--parallel', '2', '--retries', '2'], { cwd: dir, env: swarmEnv() });
     try {
@@ -295,3 +298,49 @@ backendContract('swarm', hasDocker, async () => ({
     return [];
   },
 }));
+
+// Last: it takes the swarm down. The manager lost mid-batch: a clear error, the finished run's branch and report kept.
+describe.runIf(hasDocker)('--backend swarm, the manager lost', { timeout: 600_000 }, () => {
+  it('a manager lost mid-batch ends the running task with a clear infrastructure error; the finished run\'s branch and report are kept', async () => {
+    const project = repo({ 'README.md': '# manager\n' });
+    const fast = await api(writeScript('fast.txt', 'fast\n'));
+    // The slow task's agent sleeps, so it runs when the manager goes.
+    const slow = await api([{ content: [{ type: 'tool_use', name: 'Bash', input: { command: 'sleep 120', description: 'wait' } }], usage: { input: 100, output: 10 } }, ...writeScript('slow.txt', 'slow\n')]);
+    const { dir, file } = taskFile('manager', ['memory: 512m'], [
+      { project, branch: 'mgr-fast', task: 'Write fast', port: fast.port },
+      { project, branch: 'mgr-slow', task: 'Write slow', port: slow.port },
+    ]);
+    const live = startCli(['batch', file, '--backend', 'swarm', '--registry', swarm.registry.address, '--ca-cert', TEST_CA_CERT, '--json', '--parallel', '2', '--retries', '1'], { cwd: dir, env: swarmEnv() });
+    try {
+      // The fast run's work is on its branch, and the slow agent is running: the manager goes.
+      await waitFor(() => slow.requests.some((request) => request.kind === 'turn') && git(project, 'branch', '--list', 'mgr-fast').trim() !== '' && gitOk(project, 'mgr-fast:fast.txt'), 'the fast run to finish while the slow one runs', 480_000);
+      await swarm.manager.container.kill();
+      const started = Date.now();
+      const result = await live.done;
+      // Bounded: the manager's answers are polled, not waited on forever.
+      expect(Date.now() - started).toBeLessThan(180_000);
+      expect(result.code, result.stderr).toBe(16);
+      const report = parse<BatchReport>(result);
+      const [fastTask, slowTask] = report.tasks;
+      expect(fastTask!.status).toBe('success');
+      // The slow one: lost with the manager, retried (as an infrastructure failure) against a manager that is gone.
+      expect(slowTask!.status, JSON.stringify(slowTask)).toBe('not_run');
+      expect(slowTask!.error?.infrastructure).toBe(true);
+      expect(slowTask!.error?.message).toMatch(/Docker daemon at tcp:\/\/127\.0\.0\.1:\d+ .* did not answer/);
+      expect(result.stderr).toMatch(/mgr-slow claude attempt 1 failed: Lost the swarm manager while the agent ran in service agent-worker-\S+: connect ECONNREFUSED/);
+      // What it could not remove is named, for `agent-worker gc`.
+      expect(result.stderr).toMatch(/could not be removed \(connect ECONNREFUSED [^)]*\); it is labelled dev\.agent-worker\.managed and `agent-worker gc` removes it/);
+      // The finished run: its branch and its report, in the batch's folder too.
+      expect(git(project, 'show', 'mgr-fast:fast.txt')).toBe('fast\n');
+      const fastRun = report.runs.find((run) => run.branch === 'mgr-fast')!;
+      expect(fastRun.status).toBe('success');
+      expect(fastRun.tokens).toEqual(servedTokens(fast));
+      const saved = JSON.parse(readFileSync(path.join(report.logDir, 'report.json'), 'utf8')) as BatchReport;
+      expect(saved.runs.map((run) => run.branch)).toContain('mgr-fast');
+      expect(git(project, 'status', '--porcelain')).toBe('');
+    } finally {
+      await live.done.catch(() => undefined);
+      await Promise.all([fast.close(), slow.close()]);
+    }
+  });
+});
