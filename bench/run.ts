@@ -15,13 +15,17 @@
  * | batch wall time      | `batch` of 8 four-turn tasks on 8 repositories, --parallel 4 | 2 × one warm run's wall time              | ≤ 1.3   |
  * | batch overhead       | per task in that batch: report durationMs − agent.wallMs, mean | the warm figure's baseline (docker run + git branch) | ≤ 1.2 |
  * | batch memory         | the batch process's peak RSS                            | one warm run's peak RSS                        | ≤ 2.0   |
+ * | swarm overhead       | a warm run with --backend swarm: wall − agent.wallMs     | the same run on the local daemon (--workspace copy) | ≤ 2.0 |
+ * | swarm spread         | `batch` of 6 tasks on a swarm of two workers            | the same batch placed on one worker            | ≤ 0.6   |
+ *   (the swarm: docker-in-docker nodes on the local engine and a registry, tests/helpers/swarm.ts)
  *
  * The model API is the scripted fixture of the e2e tests (tests/fixtures/fake-anthropic.ts), so the figures
  * measure the tool, not a model. The CLI under test is the built `dist/src/cli.js` (`npm run bench` builds it).
  *
  * Environment: BENCH_REPS (warm runs and diff/cache repetitions, default 5), BENCH_MEMORY_REPS (runs of
  * each size for the memory figure, default 3), BENCH_TIMELINE=1 (print each warm run's debug timeline),
- * BENCH_ONLY (comma-separated figure ids to run: warm,cold,startup,memory,cache,diff,proxy,batch; default all),
+ * BENCH_ONLY (comma-separated figure ids to run: warm,cold,startup,memory,cache,diff,proxy,batch,swarm; default all),
+ * BENCH_SWARM_BATCH=0 (the swarm's single runs only, not its two batches),
  * AGENT_WORKER_TEST_CA_CERT (CA bundle for the image, default /etc/ssl/certs/ca-certificates.crt, as the
  * tests use).
  */
@@ -39,6 +43,8 @@ import { diffChanges, openRepo } from '../src/git/repo.js';
 import { startEgressProxy } from '../src/proxy/egress-proxy.js';
 import { createServer as createHttpServer, request as httpRequest } from 'node:http';
 import type { RunReport } from '../src/report/types.js';
+import type { BatchReport } from '../src/batch/types.js';
+import { startSwarm, WORKER_INDEX_LABEL, type Swarm } from '../tests/helpers/swarm.js';
 
 const REPS = Number(process.env.BENCH_REPS ?? 5);
 const STARTUP_REPS = 20;
@@ -46,7 +52,7 @@ const STARTUP_REPS = 20;
 const MEMORY_REPS = Number(process.env.BENCH_MEMORY_REPS ?? 3);
 /** Print each warm run's debug timeline (the CLI runs with DEBUG=agent-worker:*, which costs a little). */
 const TIMELINE = process.env.BENCH_TIMELINE === '1';
-const ONLY = new Set((process.env.BENCH_ONLY ?? 'warm,cold,startup,memory,cache,diff,proxy,batch').split(',').map((id) => id.trim()));
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'warm,cold,startup,memory,cache,diff,proxy,batch,swarm').split(',').map((id) => id.trim()));
 const API_KEY = 'sk-ant-bench-0123456789abcdef';
 const RESULTS_FILE = path.join(import.meta.dirname, 'results.json');
 const FLOOR_SCRIPT = path.join(import.meta.dirname, 'node-floor.mjs');
@@ -113,14 +119,21 @@ interface AgentRun {
   spawnedAt: number;
 }
 
-async function runAgent(repo: string, script: ScriptedTurn[], extra: string[], env: Record<string, string> = {}): Promise<AgentRun> {
-  const fixture = await startFakeAnthropic({ host: await bridgeGateway(), script });
+/**
+ * One run of the built CLI on `repo` against a scripted API serving `script`. `apiHost` is the API's host name as the
+ * agent's container reaches it: host.docker.internal on the local daemon; the bridge gateway's IP from a swarm task.
+ * @throws Error when the CLI does not exit 0 with a JSON report.
+ */
+async function runAgent(repo: string, script: ScriptedTurn[], extra: string[], env: Record<string, string> = {}, apiHost = 'host.docker.internal'): Promise<AgentRun> {
+  const gateway = await bridgeGateway();
+  const fixture = await startFakeAnthropic({ host: gateway, script });
   try {
     const stateDir = tempDir('aw-bench-state-');
     scratch.push(stateDir);
     const started = performance.now();
     const spawnedAt = Date.now();
-    const result = await runCli(['--project', repo, '--base-url', `http://host.docker.internal:${fixture.port}`, '--ca-cert', TEST_CA_CERT, '--json', ...extra], {
+    const host = apiHost === 'gateway' ? gateway : apiHost;
+    const result = await runCli(['--project', repo, '--base-url', `http://${host}:${fixture.port}`, '--ca-cert', TEST_CA_CERT, '--json', ...extra], {
       cwd: repo,
       env: { XDG_STATE_HOME: stateDir, ANTHROPIC_API_KEY: API_KEY, ...env },
       timeoutMs: 900_000,
@@ -364,6 +377,81 @@ async function benchBatch(): Promise<void> {
   addFigure({ id: 'batch', figure: 'batch wall time', ours: median(walls), baseline: 2 * oneTask, unit: 'ms', target: 1.3, targetText: '≤ 1.3', samples: { ours: walls, baseline: warmRuns.wallMs.map((ms) => 2 * ms) }, note: `${BATCH_TASKS} tasks at --parallel ${BATCH_PARALLEL} vs 2 × one warm run (${Math.round(oneTask)} ms)` });
   addFigure({ id: 'batch-overhead', figure: 'batch overhead per task', ours: median(overheads), baseline: median(warmRuns.baselineMs), unit: 'ms', target: 1.2, targetText: '≤ 1.2', samples: { ours: overheads, baseline: warmRuns.baselineMs }, note: `mean over the batch's runs of durationMs − agent.wallMs (${BATCH_PARALLEL} at once on this machine) vs docker run --rm IMAGE true + git branch` });
   addFigure({ id: 'batch-memory', figure: 'batch peak RSS', ours: median(rss), baseline: median(warmRuns.peakRssMiB), unit: 'MiB', target: 2.0, targetText: '≤ 2.0', samples: { ours: rss, baseline: warmRuns.peakRssMiB } });
+}
+
+/** The swarm's figures: single runs, then a batch of this many tasks on two workers and on one. */
+const SWARM_REPS = Math.max(1, Math.min(REPS, 3));
+const SWARM_BATCH_TASKS = 6;
+
+/** The CLI's environment for a swarm's manager (its TLS endpoint). */
+function swarmEnv(swarm: Swarm, stateDir: string): Record<string, string> {
+  return { XDG_STATE_HOME: stateDir, ANTHROPIC_API_KEY: API_KEY, DOCKER_HOST: swarm.managerTls.host, DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: swarm.managerTls.certDir };
+}
+
+/**
+ * The swarm figures, on a swarm of docker-in-docker nodes on this engine (one drained manager, two workers, a
+ * registry: tests/helpers/swarm.ts), the tool's image copied into the manager (the CLI pushes it to the registry on
+ * its first run, unmeasured).
+ *  - swarm overhead: a warm four-turn run with `--backend swarm`, wall − agent.wallMs, ÷ the same run on the local
+ *    daemon with `--workspace copy` (what a swarm run always is), interleaved, {@link SWARM_REPS} each.
+ *  - swarm spread: `batch` of {@link SWARM_BATCH_TASKS} four-turn tasks (default --memory/--cpus, --parallel as the
+ *    swarm can place) on both workers ÷ the same batch with `placement: node.labels.worker-index==1`.
+ * Both workers share this machine's cores, so the spread figure measures the scheduling, not added hardware.
+ */
+async function benchSwarm(): Promise<void> {
+  progress('swarm: a local warm-up run (the image)');
+  const tag = (await runAgent(fourTurnRepo(), fourTurnScript(), ['--branch', 'bench-swarm-warmup', '--task', 'warm up'])).report.image.tag;
+  progress('swarm: starting a swarm (manager, two workers, registry) with the image in the manager');
+  const swarm = await startSwarm({ loadImages: [tag] });
+  const swarmArgs = ['--backend', 'swarm', '--registry', swarm.registry.address];
+  try {
+    progress(`swarm: up in ${Math.round(swarm.timings.totalMs / 1000)} s; first run pushes the image (unmeasured)`);
+    const stateDir = tempDir('aw-bench-swarm-state-');
+    scratch.push(stateDir);
+    await runAgent(fourTurnRepo(), fourTurnScript(), [...swarmArgs, '--branch', 'bench-swarm-push', '--task', 'warm up'], swarmEnv(swarm, stateDir), 'gateway');
+    const local: number[] = [];
+    const onSwarm: number[] = [];
+    for (let rep = 0; rep < SWARM_REPS; rep += 1) {
+      const task = ['--task', 'Add the answer module, reword line2, delete old.txt'];
+      const here = await runAgent(fourTurnRepo(), fourTurnScript(), ['--workspace', 'copy', '--branch', `bench-local-copy-${rep}`, ...task]);
+      const there = await runAgent(fourTurnRepo(), fourTurnScript(), [...swarmArgs, '--branch', `bench-swarm-${rep}`, ...task], { ...swarmEnv(swarm, stateDir), ...(TIMELINE ? { DEBUG: 'agent-worker:*' } : {}) }, 'gateway');
+      for (const run of [here, there]) if (run.report.agent.wallMs === null) throw new Error('the report has no agent.wallMs');
+      local.push(here.wallMs - here.report.agent.wallMs!);
+      onSwarm.push(there.wallMs - there.report.agent.wallMs!);
+      progress(`swarm run ${rep + 1}/${SWARM_REPS}: overhead ${Math.round(onSwarm[rep]!)} ms (wall ${Math.round(there.wallMs)} ms); local copy ${Math.round(local[rep]!)} ms (wall ${Math.round(here.wallMs)} ms)`);
+      if (TIMELINE) progress(`swarm timeline (ms since spawn, + since the line before):\n${timeline(there.result.stderr, there.spawnedAt)}`);
+    }
+    addFigure({ id: 'swarm', figure: 'swarm overhead per run', ours: median(onSwarm), baseline: median(local), unit: 'ms', target: 2.0, targetText: '≤ 2.0', samples: { ours: onSwarm, baseline: local }, note: 'wall − agent.wallMs of a warm four-turn run with --backend swarm vs the same run on the local daemon with --workspace copy' });
+
+    const fixture = await startFakeAnthropic({ host: await bridgeGateway(), script: fourTurnScript() });
+    const batchWall = async (label: string, placement: string[]): Promise<number> => {
+      const dir = tempDir('aw-bench-swarm-batch-');
+      scratch.push(dir);
+      const tasks = Array.from({ length: SWARM_BATCH_TASKS }, (_, i) =>
+        JSON.stringify({ project: fourTurnRepo(), task: 'Add the answer module, reword line2, delete old.txt', branch: `bench-${label}-${i}`, ...(placement.length > 0 ? { placement } : {}) }),
+      );
+      const file = path.join(dir, 'tasks.jsonl');
+      writeFileSync(file, `${tasks.join('\n')}\n`);
+      const started = performance.now();
+      const result = await runCli(['batch', file, ...swarmArgs, '--base-url', `http://${await bridgeGateway()}:${fixture.port}`, '--ca-cert', TEST_CA_CERT, '--json'], { cwd: dir, env: swarmEnv(swarm, stateDir), timeoutMs: 1_800_000 });
+      const wallMs = performance.now() - started;
+      if (result.code !== 0) throw new Error(`agent-worker batch (${label}) exited ${result.code}:\n${result.stderr.slice(-3000)}`);
+      const report = JSON.parse(result.stdout) as BatchReport;
+      if (report.runs.length !== SWARM_BATCH_TASKS) throw new Error(`the ${label} batch reported ${report.runs.length} runs`);
+      progress(`swarm batch on ${label}: ${Math.round(wallMs)} ms for ${SWARM_BATCH_TASKS} tasks`);
+      return wallMs;
+    };
+    try {
+      if (process.env.BENCH_SWARM_BATCH === '0') return;
+      const two = await batchWall('two-workers', []);
+      const one = await batchWall('one-worker', [`node.labels.${WORKER_INDEX_LABEL}==1`]);
+      addFigure({ id: 'swarm-spread', figure: 'swarm batch, 2 workers vs 1', ours: two, baseline: one, unit: 'ms', target: 0.6, targetText: '≤ 0.6', samples: { ours: [two], baseline: [one] }, note: `${SWARM_BATCH_TASKS} four-turn tasks, default --memory/--cpus and --parallel (what the placeable nodes hold); both workers are docker-in-docker on this machine's ${os.cpus().length} cores` });
+    } finally {
+      await fixture.close();
+    }
+  } finally {
+    await swarm.stop();
+  }
 }
 
 /** start-up: `node <shebang flags> dist/src/cli.js --version` (as the installed command starts) vs `node -e 0`, interleaved. */
@@ -621,6 +709,7 @@ async function main(): Promise<void> {
     if (ONLY.has('memory')) await benchMemory();
     if (ONLY.has('proxy')) await benchProxyLatency();
     if (ONLY.has('batch')) await benchBatch();
+    if (ONLY.has('swarm')) await benchSwarm();
   } finally {
     for (const dir of scratch) removeDir(dir);
   }

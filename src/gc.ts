@@ -9,8 +9,15 @@ import type Docker from 'dockerode';
 import createDebug from 'debug';
 import { LABEL_HOST, LABEL_MANAGED, LABEL_PID, LABEL_RUN_ID } from './docker/labels.js';
 import { processAlive } from './run-lock.js';
+import { removeQuietly } from './backends/swarm/objects.js';
 
 const log = createDebug('agent-worker:gc');
+
+/**
+ * How long gc keeps trying to remove one secret, config or network still in use, in ms: a swarm service it just removed
+ * holds them until its task's container is gone on its node (seconds).
+ */
+const IN_USE_WAIT_MS = 30_000;
 
 /** One container gc removed. */
 export interface RemovedContainer {
@@ -75,31 +82,27 @@ async function removeSwarmObjects(docker: Docker, options: { all: boolean }): Pr
   ] as const) {
     for (const info of list) {
       if (!isOrphan(info.Spec?.Labels ?? {}) && !options.all) continue;
-      // One still used by a service being removed is refused; it is tried again next time.
-      await remove(info.ID).then(
-        () => log('removed %s %s', kind, info.Spec?.Name),
-        (error: unknown) => log('could not remove %s %s: %s', kind, info.Spec?.Name, String(error)),
-      );
+      // One still used by a service just removed is tried again until its task is gone (bounded).
+      const left = await removeQuietly(`${kind} ${info.Spec?.Name}`, () => remove(info.ID), IN_USE_WAIT_MS);
+      if (left) log(left);
     }
   }
   return removed;
 }
 
 /**
- * Removes the runs' internal networks (src/docker/egress.ts) left by runs that died, found by the same labels as
- * their containers; a network still in use is left (the daemon refuses with 403/409) and tried again next time.
+ * Removes the runs' internal networks (src/docker/egress.ts, src/backends/swarm/egress.ts) left by runs that died,
+ * found by the same labels as their containers; one still in use is tried again for up to {@link IN_USE_WAIT_MS},
+ * then left for the next gc.
  */
 async function removeNetworks(docker: Docker, options: { all: boolean }): Promise<void> {
   const networks = await docker.listNetworks({ filters: { label: [`${LABEL_MANAGED}=true`] } });
   for (const info of networks) {
     const labels = info.Labels ?? {};
     if (!isOrphan(labels) && !options.all) continue;
-    try {
-      await docker.getNetwork(info.Id).remove();
-      log('removed network %s (run %s)', info.Name, labels[LABEL_RUN_ID]);
-    } catch (error) {
-      log('could not remove network %s: %s', info.Name, String(error));
-    }
+    // A swarm overlay is in use until the tasks of the services removed above are gone: tried again (bounded).
+    const left = await removeQuietly(`network ${info.Name}`, () => docker.getNetwork(info.Id).remove(), IN_USE_WAIT_MS);
+    if (left) log(left);
   }
 }
 

@@ -286,6 +286,27 @@ describe.runIf(hasDocker)('--backend swarm', { timeout: 1_200_000 }, () => {
       await Promise.all(fixtures.map((fixture) => fixture.close()));
     }
   });
+
+  it('kill -9 of the tool mid-run leaves its services, secrets, configs and networks; `agent-worker gc` on the manager removes them all', async () => {
+    const project = repo({ 'README.md': '# gc\n' });
+    const fixture = await api([{ content: [{ type: 'tool_use', name: 'Bash', input: { command: 'sleep 120', description: 'wait' } }], usage: { input: 100, output: 10 } }, ...writeScript('never.txt', 'x\n')]);
+    const live = startCli(['--project', project, '--backend', 'swarm', '--registry', swarm.registry.address, '--ca-cert', TEST_CA_CERT, '--json', '--base-url', `http://${gateway}:${fixture.port}`, '--branch', 'gc-run', '--task', 'sleep'], { cwd: project, env: swarmEnv() });
+    try {
+      await waitFor(() => fixture.requests.some((request) => request.kind === 'turn'), 'the agent to run', 480_000);
+      process.kill(live.pid, 'SIGKILL');
+      await live.done;
+      const left = await leftovers();
+      for (const kind of ['service', 'secret', 'config', 'network']) expect(left.some((what) => what.startsWith(`${kind} agent-worker-`)), `${kind} in ${left.join('\n')}`).toBe(true);
+      const gc = await runCli(['gc', '--json'], { cwd: project, env: swarmEnv() });
+      expect(gc.code, gc.stderr).toBe(0);
+      // The agent's service and its proxy's, reported as removed.
+      expect((JSON.parse(gc.stdout) as { removed: Array<{ state: string }> }).removed.filter((item) => item.state === 'service')).toHaveLength(2);
+      await expectNothingLeft();
+    } finally {
+      await live.done.catch(() => undefined);
+      await fixture.close();
+    }
+  });
 });
 
 // The backend contract, on the same swarm.
