@@ -22,7 +22,7 @@ import createDebug from 'debug';
 import { DockerError, ExitCode, errorMessage } from '../../errors.js';
 import { extractSafely } from '../../docker/archive.js';
 import { withTimeout } from '../../docker/client.js';
-import { COPY_OUT_DIR, DaemonLostError, ENTRYPOINT_CAPABILITIES, VERIFY_OUT_DIR, WORKSPACE_DIR, entrypointEnv, handoffArchive, type ContainerExit } from '../../docker/container.js';
+import { API_UNREACHABLE_EXIT_CODE, COPY_OUT_DIR, DaemonLostError, ENTRYPOINT_CAPABILITIES, FIREWALL_EXIT_CODE, VERIFY_OUT_DIR, WORKSPACE_DIR, entrypointEnv, handoffArchive, type ContainerExit } from '../../docker/container.js';
 import { LABEL_MANAGED, runLabels } from '../../docker/labels.js';
 import { noResources, type ResourceWatch } from '../../docker/stats.js';
 import { LineSplitter } from '../../stream/lines.js';
@@ -59,8 +59,11 @@ const OUTPUT_DRAIN_MS = 15_000;
 const QUIET_MS = 2000;
 /** Beyond the entrypoint's own time limit, what the host allows before it removes the job itself, in ms. */
 const BACKSTOP_MS = STOP_GRACE_MS + 60_000;
-/** The entrypoint's exit codes when the agent never started (container/entrypoint.sh): no output block follows. */
-const SETUP_EXIT_CODES = new Set([64, 69, 71, 78]);
+/**
+ * The entrypoint's exit codes when the agent never started (container/entrypoint.sh): no output block follows. 64 (bad
+ * input) and 71 (the hand-off or a capability missing) are its `die` codes, named nowhere else.
+ */
+const SETUP_EXIT_CODES = new Set([64, API_UNREACHABLE_EXIT_CODE, 71, FIREWALL_EXIT_CODE]);
 /** The line the entrypoint writes on stderr when its time limit stopped the agent. */
 const TIME_LIMIT_LINE = 'agent-worker: time limit reached, stopping the agent';
 
