@@ -120,20 +120,19 @@ interface AgentRun {
 }
 
 /**
- * One run of the built CLI on `repo` against a scripted API serving `script`. `apiHost` is the API's host name as the
- * agent's container reaches it: host.docker.internal on the local daemon; the bridge gateway's IP from a swarm task.
+ * One run of the built CLI on `repo` against a scripted API serving `script` (on the bridge gateway). `apiHost` is the
+ * API's host as the agent's container reaches it: host.docker.internal on the local daemon; the gateway's IP from a
+ * swarm task.
  * @throws Error when the CLI does not exit 0 with a JSON report.
  */
 async function runAgent(repo: string, script: ScriptedTurn[], extra: string[], env: Record<string, string> = {}, apiHost = 'host.docker.internal'): Promise<AgentRun> {
-  const gateway = await bridgeGateway();
-  const fixture = await startFakeAnthropic({ host: gateway, script });
+  const fixture = await startFakeAnthropic({ host: await bridgeGateway(), script });
   try {
     const stateDir = tempDir('aw-bench-state-');
     scratch.push(stateDir);
     const started = performance.now();
     const spawnedAt = Date.now();
-    const host = apiHost === 'gateway' ? gateway : apiHost;
-    const result = await runCli(['--project', repo, '--base-url', `http://${host}:${fixture.port}`, '--ca-cert', TEST_CA_CERT, '--json', ...extra], {
+    const result = await runCli(['--project', repo, '--base-url', `http://${apiHost}:${fixture.port}`, '--ca-cert', TEST_CA_CERT, '--json', ...extra], {
       cwd: repo,
       env: { XDG_STATE_HOME: stateDir, ANTHROPIC_API_KEY: API_KEY, ...env },
       timeoutMs: 900_000,
@@ -404,17 +403,19 @@ async function benchSwarm(): Promise<void> {
   progress('swarm: starting a swarm (manager, two workers, registry) with the image in the manager');
   const swarm = await startSwarm({ loadImages: [tag] });
   const swarmArgs = ['--backend', 'swarm', '--registry', swarm.registry.address];
+  // The scripted API as a swarm task reaches it (no host.docker.internal there).
+  const gateway = await bridgeGateway();
   try {
     progress(`swarm: up in ${Math.round(swarm.timings.totalMs / 1000)} s; first run pushes the image (unmeasured)`);
     const stateDir = tempDir('aw-bench-swarm-state-');
     scratch.push(stateDir);
-    await runAgent(fourTurnRepo(), fourTurnScript(), [...swarmArgs, '--branch', 'bench-swarm-push', '--task', 'warm up'], swarmEnv(swarm, stateDir), 'gateway');
+    await runAgent(fourTurnRepo(), fourTurnScript(), [...swarmArgs, '--branch', 'bench-swarm-push', '--task', 'warm up'], swarmEnv(swarm, stateDir), gateway);
     const local: number[] = [];
     const onSwarm: number[] = [];
     for (let rep = 0; rep < SWARM_REPS; rep += 1) {
       const task = ['--task', 'Add the answer module, reword line2, delete old.txt'];
       const here = await runAgent(fourTurnRepo(), fourTurnScript(), ['--workspace', 'copy', '--branch', `bench-local-copy-${rep}`, ...task]);
-      const there = await runAgent(fourTurnRepo(), fourTurnScript(), [...swarmArgs, '--branch', `bench-swarm-${rep}`, ...task], { ...swarmEnv(swarm, stateDir), ...(TIMELINE ? { DEBUG: 'agent-worker:*' } : {}) }, 'gateway');
+      const there = await runAgent(fourTurnRepo(), fourTurnScript(), [...swarmArgs, '--branch', `bench-swarm-${rep}`, ...task], { ...swarmEnv(swarm, stateDir), ...(TIMELINE ? { DEBUG: 'agent-worker:*' } : {}) }, gateway);
       for (const run of [here, there]) if (run.report.agent.wallMs === null) throw new Error('the report has no agent.wallMs');
       local.push(here.wallMs - here.report.agent.wallMs!);
       onSwarm.push(there.wallMs - there.report.agent.wallMs!);
@@ -423,7 +424,7 @@ async function benchSwarm(): Promise<void> {
     }
     addFigure({ id: 'swarm', figure: 'swarm overhead per run', ours: median(onSwarm), baseline: median(local), unit: 'ms', target: 2.0, targetText: '≤ 2.0', samples: { ours: onSwarm, baseline: local }, note: 'wall − agent.wallMs of a warm four-turn run with --backend swarm vs the same run on the local daemon with --workspace copy' });
 
-    const fixture = await startFakeAnthropic({ host: await bridgeGateway(), script: fourTurnScript() });
+    const fixture = await startFakeAnthropic({ host: gateway, script: fourTurnScript() });
     const batchWall = async (label: string, placement: string[]): Promise<number> => {
       const dir = tempDir('aw-bench-swarm-batch-');
       scratch.push(dir);
@@ -433,7 +434,7 @@ async function benchSwarm(): Promise<void> {
       const file = path.join(dir, 'tasks.jsonl');
       writeFileSync(file, `${tasks.join('\n')}\n`);
       const started = performance.now();
-      const result = await runCli(['batch', file, ...swarmArgs, '--base-url', `http://${await bridgeGateway()}:${fixture.port}`, '--ca-cert', TEST_CA_CERT, '--json'], { cwd: dir, env: swarmEnv(swarm, stateDir), timeoutMs: 1_800_000 });
+      const result = await runCli(['batch', file, ...swarmArgs, '--base-url', `http://${gateway}:${fixture.port}`, '--ca-cert', TEST_CA_CERT, '--json'], { cwd: dir, env: swarmEnv(swarm, stateDir), timeoutMs: 1_800_000 });
       const wallMs = performance.now() - started;
       if (result.code !== 0) throw new Error(`agent-worker batch (${label}) exited ${result.code}:\n${result.stderr.slice(-3000)}`);
       const report = JSON.parse(result.stdout) as BatchReport;
